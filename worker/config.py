@@ -1,0 +1,324 @@
+"""Typed configuration: defaults < TOML file (``--config`` / ``VNEID_CONFIG``) < ``*_FILE`` secrets < ``VNEID_*`` env.
+
+Secrets are ``SecretStr`` and can be given directly in the environment or, better, as a file named by the same
+variable with a ``_FILE`` suffix (``VNEID_DESTINATIONS__BHXH__PASSWORD_FILE=/run/secrets/bhxh``). They are never
+printed: ``masked_dump`` is what ``config show`` prints. The defaults are the embedded ones: SQLite files under
+``data_dir`` and a broker that needs no server, so the demo runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.spec import Profile
+
+ENV_PREFIX = "VNEID_"
+_config_file: ContextVar[Path | None] = ContextVar("vneid_config_file", default=None)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HisSettings(Section):
+    """Where completed encounters are read from (read-only)."""
+
+    adapter: str = Field("demo", description="HIS adapter name (see `vneid-sync adapters list`).")
+    url: str | None = Field(
+        None, description="SQLAlchemy URL of the HIS database; default: the demo SQLite HIS."
+    )
+    password: SecretStr | None = Field(None, description="HIS database password, if not in the URL.")
+    mapping_file: Path | None = Field(None, description="Mapping file for the sql_mapping adapter.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options.")
+    page_size: int = Field(500, ge=1, le=50_000, description="Rows fetched per page when streaming.")
+    statement_timeout_s: int = Field(60, ge=1, description="Statement timeout on the HIS connection.")
+    watermark_overlap_minutes: int = Field(
+        30, ge=0, description="Re-read this far behind the watermark (clock skew, long transactions)."
+    )
+    pool_size: int = Field(2, ge=1, le=32, description="Connections kept open to the HIS.")
+
+
+class LedgerSettings(Section):
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the ledger; default: SQLite under data_dir. PostgreSQL in production.",
+    )
+    password: SecretStr | None = Field(None, description="Ledger database password, if not in the URL.")
+    pool_size: int = Field(5, ge=1, le=64)
+
+
+class BrokerSettings(Section):
+    url: str | None = Field(
+        None,
+        description="Celery broker URL; default: an embedded SQLite broker (no server). Redis in production.",
+    )
+    password: SecretStr | None = Field(None, description="Broker password, if not in the URL.")
+    visibility_timeout_s: int = Field(
+        7200, ge=60, description="Redis visibility timeout; must exceed any countdown/ETA used by retries."
+    )
+
+
+class DestinationSettings(Section):
+    """One gateway that receives the signed files (BHXH, or a provincial hub)."""
+
+    base_url: str = Field("http://127.0.0.1:8765", description="Gateway base URL.")
+    variant: Literal["3176", "4750"] = Field("3176", description="Endpoint family (gateway_variant).")
+    username: str = Field("79999_BV", description="Gateway account.")
+    password: SecretStr = Field(SecretStr("demo-password"), description="Gateway password (secret).")
+    facility_code: str | None = Field(None, description="maCSKCB; default: payload.facility_code.")
+    province_code: str | None = Field(None, description="maTinh; default: first 2 characters of maCSKCB.")
+    enabled: bool = True
+    primary: bool = Field(
+        True, description="A failure at a non-primary destination never blocks the primary."
+    )
+    takes_checkin: bool = Field(True, description="Send XML0 check-ins to this destination.")
+    verify_tls: bool = Field(True, description="Verify the gateway's TLS certificate. Keep on.")
+    ca_bundle: Path | None = Field(None, description="CA bundle for the gateway's TLS certificate.")
+    timeout_s: float = Field(30.0, gt=0)
+    rate_per_s: float = Field(20.0, gt=0, description="At most this many requests per second.")
+
+
+class SignerSettings(Section):
+    source: Literal["file", "pkcs11", "remote"] = Field("file", description="Where the signing key lives.")
+    key_file: Path | None = Field(None, description="PKCS#12 (.p12/.pfx) or PEM private key.")
+    cert_file: Path | None = Field(None, description="PEM certificate (chain) when key_file is a PEM key.")
+    passphrase: SecretStr | None = Field(None, description="Key file passphrase (secret).")
+    allow_group_readable_key: bool = Field(False, description="Accept a key file readable by group/others.")
+    pkcs11_module: Path | None = Field(None, description="PKCS#11 module (.so) of the token/HSM.")
+    token_label: str | None = None
+    key_label: str | None = None
+    key_id: str | None = Field(None, description="Hex CKA_ID of the key on the token.")
+    pin: SecretStr | None = Field(None, description="Token PIN (secret).")
+    remote_url: str | None = Field(None, description="Remote signing service base URL.")
+    remote_token: SecretStr | None = Field(None, description="Remote signing service bearer token (secret).")
+    trust_store: Path | None = Field(None, description="CA bundle that verifies our own signatures.")
+    expiry_warning_days: int = Field(30, ge=0, description="Warn when the certificate expires within this.")
+    signature_prefix: str | None = Field(None, description="Namespace prefix of ds:Signature; default none.")
+
+
+class PayloadSettings(Section):
+    facility_code: str = Field("79999", min_length=5, max_length=5, description="MACSKCB (5 characters).")
+    profile: Profile = Field(Profile.QD3176, description="Table profile: qd3176 (live gateway) or qd4750.")
+    xml8_for_every_visit: bool = Field(False, description="Send XML8 for every visit, not only 03/04/06.")
+    checkin_for_non_bhyt: bool = Field(False, description="Send XML0 check-ins for non-BHYT visits too.")
+    non_bhyt_tables: tuple[str, ...] = Field(
+        ("XML1", "XML2", "XML3", "XML4", "XML8"), description="Tables sent for patients not using BHYT."
+    )
+    inner_xml_declaration: bool = Field(True, description="Keep <?xml …?> on each inner document.")
+    hiv_filter: Literal["sskdt_only", "always", "never"] = Field(
+        "sskdt_only", description="Drop XML6 and HIV-restricted lines: for non-BHYT sends, always, or never."
+    )
+
+    @field_validator("non_bhyt_tables")
+    @classmethod
+    def _known_tables(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {f"XML{n}" for n in (*range(1, 12), 13, 14, 15)}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(f"unknown tables: {', '.join(unknown)}")
+        return value
+
+
+class DeliverySettings(Section):
+    batch_size: int = Field(50, ge=1, le=1000, description="Encounters per submission task.")
+    max_attempts: int = Field(8, ge=1, description="Transient failures before a version goes dead.")
+    backoff_base_s: float = Field(30.0, gt=0)
+    backoff_cap_s: float = Field(3600.0, gt=0)
+    discovery_interval_s: int = Field(60, ge=5)
+    sweep_interval_s: int = Field(
+        900, ge=30, description="Date-range sweep that catches what the watermark missed."
+    )
+    sweep_days: int = Field(7, ge=1, description="How far back each periodic sweep compares HIS and ledger.")
+    stuck_after_s: int = Field(900, ge=60, description="A row in flight longer than this is re-enqueued.")
+    evidence_retention_days: int | None = Field(
+        None, description="Delete evidence after N days; default keep."
+    )
+    replay_rate_per_s: float = Field(5.0, gt=0)
+
+
+class DeadlineSettings(Section):
+    legal_start: str = Field("2026-01-01", description="QĐ 31: every visit from this date.")
+    target_hours: float = Field(3.0, gt=0, description="Send within this many hours of the visit end.")
+    claim_working_days: int = Field(7, ge=1, description="TT 48 Đ7: payment request within N working days.")
+    display_hours: float = Field(24.0, gt=0, description="VNeID display deadline (BHXH's duty).")
+    holidays_file: Path | None = Field(None, description="One ISO date per line: non-working days.")
+    workday_end: time = Field(time(17, 0))
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a TTY, else JSON."
+    )
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class AlertSettings(Section):
+    webhook_url: str | None = None
+    webhook_token: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    email_from: str | None = None
+    email_to: tuple[str, ...] = ()
+
+
+class FlowerSettings(Section):
+    port: int = 5555
+    basic_auth: SecretStr | None = Field(None, description="user:password for Flower (secret).")
+
+
+def _default_destinations() -> dict[str, DestinationSettings]:
+    return {"bhxh": DestinationSettings()}
+
+
+class _EnvWithoutFileRefs(EnvSettingsSource):
+    """The environment, minus ``*_FILE`` references (those are read by ``_SecretFilesSource``)."""
+
+    def _load_env_vars(self) -> Any:
+        loaded = super()._load_env_vars()
+        return {key: value for key, value in loaded.items() if not key.endswith("_file")}
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """Reads ``VNEID_<PATH>_FILE`` variables: the file's content (stripped) becomes the value of ``<PATH>``."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in os.environ.items():
+            if not (key.startswith(ENV_PREFIX) and key.endswith("_FILE")) or key == "VNEID_CONFIG_FILE":
+                continue
+            path = key[len(ENV_PREFIX) : -len("_FILE")].lower().split("__")
+            content = Path(value).read_text(encoding="utf-8").strip()
+            node = result
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = content
+        return result
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, validate_default=True
+    )
+
+    data_dir: Path = Field(Path("var"), description="Where embedded databases, keys and evidence live.")
+    his: HisSettings = HisSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    broker: BrokerSettings = BrokerSettings()
+    destinations: dict[str, DestinationSettings] = Field(default_factory=_default_destinations)
+    signer: SignerSettings = SignerSettings()
+    payload: PayloadSettings = PayloadSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    deadlines: DeadlineSettings = DeadlineSettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
+    flower: FlowerSettings = FlowerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _EnvWithoutFileRefs(
+                settings_cls, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+            ),
+            _SecretFilesSource(settings_cls),
+        ]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # -- derived values: embedded defaults resolved against data_dir -------------------------------------
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger.database_url or f"sqlite:///{(self.data_dir / 'ledger.sqlite3').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker.url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite3').resolve()}"
+
+    @property
+    def his_url(self) -> str:
+        return self.his.url or f"sqlite:///{(self.data_dir / 'demo-his.sqlite3').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; ``config_file`` (or ``VNEID_CONFIG``) names an optional TOML file."""
+    path = config_file or (Path(os.environ["VNEID_CONFIG"]) if os.environ.get("VNEID_CONFIG") else None)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    token = _config_file.set(path)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, BaseModel):
+        return {name: _mask(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_mask(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, time):
+        return value.isoformat()
+    if isinstance(value, str):
+        return _redact_url(value)
+    return value
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, every secret replaced by asterisks."""
+    dumped: dict[str, Any] = _mask(settings)
+    dumped["effective"] = {
+        "ledger_url": _redact_url(settings.ledger_url),
+        "broker_url": _redact_url(settings.broker_url),
+        "his_url": _redact_url(settings.his_url),
+    }
+    return dumped
+
+
+def _redact_url(url: str) -> str:
+    """Hide a password embedded in a URL (``scheme://user:pw@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
