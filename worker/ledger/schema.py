@@ -1,0 +1,154 @@
+"""Ledger tables (SQLAlchemy Core). Alembic migrations in ``worker/ledger/migrations`` create them.
+
+- ``encounters``: one row per visit (MA_LK) the HIS showed as completed, with what coverage groups by.
+- ``versions``: one row per encounter version (MA_LK + content hash) and its delivery state. A row in
+  ``discovered`` state has no hash yet; once built it either becomes a new version or turns ``unchanged``.
+  The due/lease columns make each row its own outbox entry: whatever is due and unleased gets enqueued.
+- ``deliveries``: per extra destination (provincial hubs) — the primary destination's state is on ``versions``.
+- ``audit_log``: append-only, hash-chained, one row per attempt and state change.
+- ``evidence``: the exact signed bytes (compressed) and the receipt of each version sent.
+- ``checkpoints``: discovery watermark and backfill progress; ``destination_status``: stopped destinations;
+  ``alert_state``: fired/cleared alert conditions.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TS = sa.DateTime(timezone=True)
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+encounters = sa.Table(
+    "encounters",
+    metadata,
+    sa.Column("ma_lk", sa.String(100), primary_key=True),
+    sa.Column("his_key", sa.String(200), nullable=False),
+    sa.Column("completed_at", TS, nullable=False),
+    sa.Column("his_changed_at", TS, nullable=False),
+    sa.Column("visit_type", sa.String(2)),
+    sa.Column("department", sa.String(50)),
+    sa.Column("insured", sa.Boolean),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("current_version_id", BIGINT),
+    sa.Column("accepted_at", TS),
+    sa.Column("first_seen_at", TS, nullable=False),
+    sa.Column("hidden_at", TS),
+    sa.Index(None, "completed_at"),
+    sa.Index(None, "state", "completed_at"),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("ma_lk", sa.String(100), sa.ForeignKey("encounters.ma_lk"), nullable=False),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("lease_until", TS),
+    sa.Column("lease_owner", sa.String(100)),
+    sa.Column("last_error_code", sa.String(100)),
+    sa.Column("last_error_detail", sa.Text),
+    sa.Column("issues", sa.JSON),
+    sa.Column("tables", sa.String(200)),
+    sa.Column("signed_sha256", sa.String(64)),
+    sa.Column("cert_serial", sa.String(80)),
+    sa.Column("ma_ket_qua", sa.String(20)),
+    sa.Column("ma_giao_dich", sa.String(100)),
+    sa.Column("thoi_gian_tiep_nhan", sa.String(20)),
+    sa.Column("his_changed_at", TS),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("accepted_at", TS),
+    sa.UniqueConstraint("ma_lk", "content_hash"),
+    sa.Index(None, "state", "next_attempt_at"),
+    sa.Index(None, "ma_lk"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("version_id", BIGINT, sa.ForeignKey("versions.id"), primary_key=True),
+    sa.Column("destination", sa.String(50), primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("last_error_code", sa.String(100)),
+    sa.Column("ma_ket_qua", sa.String(20)),
+    sa.Column("ma_giao_dich", sa.String(100)),
+    sa.Column("thoi_gian_tiep_nhan", sa.String(20)),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index(None, "state", "next_attempt_at"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("ma_lk", sa.String(100)),
+    sa.Column("version_id", BIGINT),
+    sa.Column("destination", sa.String(50)),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("ma_ket_qua", sa.String(20)),
+    sa.Column("ma_giao_dich", sa.String(100)),
+    sa.Column("thoi_gian_tiep_nhan", sa.String(20)),
+    sa.Column("detail", sa.Text),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Index(None, "ma_lk"),
+    sa.Index(None, "at"),
+)
+
+evidence = sa.Table(
+    "evidence",
+    metadata,
+    sa.Column("version_id", BIGINT, sa.ForeignKey("versions.id"), primary_key=True),
+    sa.Column("signed_sha256", sa.String(64), nullable=False),
+    sa.Column("signed_document", sa.LargeBinary, nullable=False),
+    sa.Column("compression", sa.String(10), nullable=False),
+    sa.Column("receipt", sa.JSON),
+    sa.Column("stored_at", TS, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("changed_at", TS),
+    sa.Column("his_key", sa.String(200)),
+    sa.Column("payload", sa.JSON),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+destination_status = sa.Table(
+    "destination_status",
+    metadata,
+    sa.Column("destination", sa.String(50), primary_key=True),
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(200)),
+    sa.Column("since", TS, nullable=False),
+)
+
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("condition", sa.String(100), primary_key=True),
+    sa.Column("firing", sa.Boolean, nullable=False),
+    sa.Column("since", TS, nullable=False),
+    sa.Column("detail", sa.Text),
+)

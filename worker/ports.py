@@ -1,0 +1,119 @@
+"""The ports of the core: what the pipeline needs from the outside world, as Protocols.
+
+Real adapters live in ``adapters/`` (one folder each, a registry per port); fakes for unit tests live in
+``tests/fakes.py``. Everything is wired in one place, ``worker/bootstrap.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+
+from worker.domain import Encounter
+
+# --------------------------------------------------------------------------------------------------- HIS
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cursor:
+    """Discovery watermark: the last (change time, HIS key) seen. Ordered, so the max is the new watermark."""
+
+    changed_at: datetime
+    his_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class EncounterRef:
+    """A completed encounter as listed by the HIS, without loading it (discovery, sweep and coverage)."""
+
+    his_key: str
+    completed_at: datetime
+    changed_at: datetime
+    visit_type: str | None = None  # MA_LOAI_KCB
+    department: str | None = None  # MA_KHOA
+    insured: bool | None = None
+
+
+@runtime_checkable
+class EncounterSource(Protocol):
+    """Read-only access to completed encounters in a hospital's HIS database."""
+
+    def discover(self, since: Cursor | None) -> Iterator[EncounterRef]:
+        """Completed encounters whose change time is at or after ``since`` (minus the configured overlap),
+        streamed in (changed_at, his_key) order, in bounded memory."""
+        ...
+
+    def list_completed(self, start: datetime, end: datetime) -> Iterator[EncounterRef]:
+        """Every encounter completed in ``[start, end)``, streamed in (completed_at, his_key) order."""
+        ...
+
+    def load(self, his_key: str) -> Encounter | None:
+        """The encounter in the canonical model, or ``None`` when the HIS no longer shows it as completed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------ signing
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Applies the enveloped XML-DSig of DOMAIN.md §10 inside ``CHUKYDONVI``."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    def sign(self, document: bytes) -> bytes:
+        """Sign serialised XML with an empty ``<CHUKYDONVI/>``; return the exact bytes to submit and keep."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------------ gateway
+
+
+class Outcome(StrEnum):
+    """Classification of one gateway attempt (DOMAIN.md §12.1)."""
+
+    ACCEPTED = "accepted"  # maKetQua 200, or "already received" for the same version
+    TRANSIENT = "transient"  # network, timeout, 5xx/429, non-JSON, maKetQua 500: retry with backoff
+    UNKNOWN = "unknown"  # timeout after the body was sent: retry identical bytes (dedup makes it safe)
+    AUTH = "auth"  # 401 after the one re-login: stop the destination
+    CONFIG = "config"  # 402/403/locked: stop the destination and alert, no retry
+    DATA_ERROR = "data_error"  # any other maKetQua / 4xx: keep thongDiep, no automatic retry
+
+
+class DocumentKind(StrEnum):
+    CHECKIN = "checkin"  # XML0, loaiHoSo=0
+    CLAIM = "claim"  # GIAMDINHHS, loaiHoSo=130
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayReceipt:
+    outcome: Outcome
+    http_status: int | None
+    ma_ket_qua: str | None
+    ma_giao_dich: str | None
+    thoi_gian_tiep_nhan: str | None
+    thong_diep: str | None  # may echo personal data: stored in the protected receipt store, never logged
+    request_sha256: str
+    elapsed_ms: float
+    duplicate: bool = False
+
+
+@runtime_checkable
+class Gateway(Protocol):
+    """One destination (BHXH or a provincial hub) speaking the API of DOMAIN.md §9."""
+
+    name: str
+
+    def submit(self, signed: bytes, kind: DocumentKind) -> GatewayReceipt:
+        """Send the exact signed bytes; never raises for gateway outcomes, only returns a classified receipt."""
+        ...
+
+    def close(self) -> None: ...
