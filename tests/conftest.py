@@ -10,6 +10,8 @@ import pytest
 
 from tests.services import MARIADB_ADMIN_URL, PG_ADMIN_URL, REDIS_URL, scratch_database, unavailable
 
+pytest_plugins = ["tests.ledger_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 

@@ -142,7 +142,7 @@ class DeliverySettings(Section):
         900, ge=30, description="Date-range sweep that catches what the watermark missed."
     )
     sweep_days: int = Field(7, ge=1, description="How far back each periodic sweep compares HIS and ledger.")
-    stuck_after_s: int = Field(900, ge=60, description="A row in flight longer than this is re-enqueued.")
+    stuck_after_s: int = Field(900, ge=5, description="A row in flight longer than this is re-enqueued.")
     evidence_retention_days: int | None = Field(
         None, description="Delete evidence after N days; default keep."
     )

@@ -16,6 +16,7 @@ from worker.cli import (
     cert_cmd,
     config_cmd,
     demo_cmd,
+    ops_cmd,
     payload_cmd,
     sign_cmd,
     simulator_cmd,
@@ -30,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (config_cmd, payload_cmd, sign_cmd, cert_cmd, adapters_cmd, demo_cmd, simulator_cmd):
+for module in (config_cmd, payload_cmd, sign_cmd, cert_cmd, adapters_cmd, demo_cmd, simulator_cmd, ops_cmd):
     module.register(app)
 
 

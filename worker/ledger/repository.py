@@ -188,10 +188,13 @@ def claim(conn: sa.Connection, version_ids: Sequence[int], *, owner: str, lease:
             .returning(versions.c.id)
         )
         claimed.extend(row.id for row in result)
-    if not claimed:
-        return []
+    return read_items(conn, claimed) if claimed else []
+
+
+def read_items(conn: sa.Connection, version_ids: Sequence[int]) -> list[WorkItem]:
+    """Re-read versions (e.g. after the build step) without touching their leases."""
     items: list[WorkItem] = []
-    for chunk in _chunks(claimed):
+    for chunk in _chunks(list(version_ids)):
         rows = conn.execute(
             sa.select(
                 versions.c.id,
@@ -211,8 +214,9 @@ def claim(conn: sa.Connection, version_ids: Sequence[int], *, owner: str, lease:
     return items
 
 
-def due_version_ids(conn: sa.Connection, *, limit: int) -> list[int]:
-    """Active versions whose next attempt is due and whose lease (if any) expired: the recovery outbox."""
+def due_version_ids(conn: sa.Connection, *, limit: int, lost_after: timedelta) -> list[int]:
+    """The recovery outbox: active versions that are due, unleased, and not enqueued recently (or whose
+    message must have been lost: enqueued more than ``lost_after`` ago without being processed)."""
     now = utcnow()
     rows = conn.execute(
         sa.select(versions.c.id)
@@ -220,11 +224,19 @@ def due_version_ids(conn: sa.Connection, *, limit: int) -> list[int]:
             versions.c.state.in_([s.value for s in ACTIVE]),
             sa.or_(versions.c.next_attempt_at.is_(None), versions.c.next_attempt_at <= now),
             sa.or_(versions.c.lease_until.is_(None), versions.c.lease_until < now),
+            sa.or_(versions.c.enqueued_at.is_(None), versions.c.enqueued_at < now - lost_after),
         )
         .order_by(versions.c.id)
         .limit(limit)
     )
     return [row.id for row in rows]
+
+
+def mark_enqueued(conn: sa.Connection, version_ids: Sequence[int], *, at: datetime | None = None) -> None:
+    """Note when a message for these versions is expected to run (now, or a retry's ETA)."""
+    when = as_utc(at) or utcnow()
+    for chunk in _chunks(list(version_ids)):
+        conn.execute(sa.update(versions).where(versions.c.id.in_(chunk)).values(enqueued_at=when))
 
 
 def release(conn: sa.Connection, version_ids: Sequence[int]) -> None:

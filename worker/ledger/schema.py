@@ -58,6 +58,7 @@ versions = sa.Table(
     sa.Column("next_attempt_at", TS),
     sa.Column("lease_until", TS),
     sa.Column("lease_owner", sa.String(100)),
+    sa.Column("enqueued_at", TS),
     sa.Column("last_error_code", sa.String(100)),
     sa.Column("last_error_detail", sa.Text),
     sa.Column("issues", sa.JSON),

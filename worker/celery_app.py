@@ -1,0 +1,68 @@
+"""The Celery application: broker from settings (Redis in production, an embedded SQLite broker by default).
+
+Reliability settings follow from "the ledger is the truth": late acks and reject-on-worker-lost so a killed
+worker's message is redelivered, a visibility timeout longer than any retry countdown, prefetch 1 so a dead
+worker holds at most one batch, and no result backend (results live in the ledger).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from worker.config import Settings, load_settings
+
+DISCOVERY_QUEUE = "discovery"
+SUBMISSION_QUEUE = "submission"
+BACKFILL_QUEUE = "backfill"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    delivery = settings.delivery
+    broker_url = settings.broker_url
+    transport_options: dict[str, Any] = {"visibility_timeout": settings.broker.visibility_timeout_s}
+    if broker_url.startswith("redis"):
+        transport_options.update(socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True)
+    return {
+        "broker_url": broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_time_limit": 600,
+        "task_soft_time_limit": 540,
+        "task_default_queue": SUBMISSION_QUEUE,
+        "task_routes": {
+            "vneid.discover": {"queue": DISCOVERY_QUEUE},
+            "vneid.sweep": {"queue": DISCOVERY_QUEUE},
+            "vneid.dispatch_due": {"queue": DISCOVERY_QUEUE},
+            "vneid.process_batch": {"queue": SUBMISSION_QUEUE},
+            "vneid.backfill_batch": {"queue": BACKFILL_QUEUE},
+        },
+        "beat_schedule": {
+            "discover": {"task": "vneid.discover", "schedule": float(delivery.discovery_interval_s)},
+            "dispatch-due": {"task": "vneid.dispatch_due", "schedule": 30.0},
+            "sweep": {"task": "vneid.sweep", "schedule": float(delivery.sweep_interval_s)},
+        },
+        "timezone": "Asia/Ho_Chi_Minh",
+        "enable_utc": True,
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    app = Celery("vneid_sync", include=["worker.tasks"])
+    app.conf.update(celery_config(settings or load_settings()))
+    return app
+
+
+app = create_celery()

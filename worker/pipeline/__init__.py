@@ -1,0 +1,1 @@
+"""Pipeline services: plain functions over the ports and the ledger; Celery tasks are thin wrappers."""

@@ -1,0 +1,55 @@
+"""The wired dependencies a pipeline service needs; built once per process by ``worker.bootstrap``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from schemas.options import PayloadOptions
+from worker.config import Settings
+from worker.ports import EncounterSource, Gateway, Signer
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    engine: Engine
+    source_factory: Callable[[], EncounterSource]
+    signer_factory: Callable[[], Signer]
+    gateways_factory: Callable[[], dict[str, Gateway]]
+    payload_options: PayloadOptions
+    _source: EncounterSource | None = field(default=None, init=False, repr=False)
+    _signer: Signer | None = field(default=None, init=False, repr=False)
+    _gateways: dict[str, Gateway] | None = field(default=None, init=False, repr=False)
+
+    def source(self) -> EncounterSource:
+        if self._source is None:
+            self._source = self.source_factory()
+        return self._source
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = self.signer_factory()
+        return self._signer
+
+    @property
+    def gateways(self) -> dict[str, Gateway]:
+        if self._gateways is None:
+            self._gateways = self.gateways_factory()
+        return self._gateways
+
+    def primary_gateway(self) -> tuple[str, Gateway]:
+        for name, destination in self.settings.destinations.items():
+            if destination.enabled and destination.primary and name in self.gateways:
+                return name, self.gateways[name]
+        raise RuntimeError("no enabled primary destination is configured")
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        for gateway in (self._gateways or {}).values():
+            gateway.close()
+        self.engine.dispose()

@@ -1,0 +1,110 @@
+"""Discovery (watermark), the periodic sweep (date range) and the dispatcher of due work.
+
+The watermark catches changes quickly; the sweep compares the HIS list with the ledger over a date range and
+catches what the watermark missed (late commits, clock skew); encounters the HIS stops listing are marked
+hidden and reported. The dispatcher hands due, unleased versions to workers: it is what re-enqueues the
+work of a lost task, so a message lost in Redis delays a version but never loses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from worker.domain import derive_ma_lk
+from worker.ledger import repository as repo
+from worker.logging import get_logger
+from worker.pipeline.context import Pipeline
+from worker.ports import Cursor, EncounterRef
+
+log = get_logger(__name__)
+WATERMARK = "discovery"
+_FLUSH_EVERY = 1000
+
+
+@dataclass
+class DiscoveryResult:
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    version_ids: list[int] = field(default_factory=list)
+    hidden: int = 0
+
+
+def _register(pipeline: Pipeline, refs: list[EncounterRef], result: DiscoveryResult, *, reason: str,
+              checkpoint: tuple[str, Cursor | None] | None = None) -> None:  # fmt: skip
+    with pipeline.engine.begin() as conn:
+        registration = repo.register_refs(
+            conn, refs, facility_code=pipeline.settings.payload.facility_code, reason=reason
+        )
+        if checkpoint is not None:
+            repo.write_checkpoint(conn, checkpoint[0], checkpoint[1])
+    result.seen += len(refs)
+    result.new += registration.new_encounters
+    result.changed += registration.changed_encounters
+    result.version_ids.extend(registration.version_ids)
+
+
+def discover(pipeline: Pipeline) -> DiscoveryResult:
+    """Register everything changed since the watermark; the watermark advances with each committed page."""
+    with pipeline.engine.begin() as conn:
+        cursor, _ = repo.read_checkpoint(conn, WATERMARK)
+    result = DiscoveryResult()
+    page: list[EncounterRef] = []
+    newest = cursor
+    for ref in pipeline.source().discover(cursor):
+        page.append(ref)
+        position = Cursor(ref.changed_at, ref.his_key)
+        newest = position if newest is None or position > newest else newest
+        if len(page) >= _FLUSH_EVERY:
+            _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest))
+            page = []
+    if page or newest != cursor:
+        _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest))
+    log.info("discovery done", seen=result.seen, new=result.new, changed=result.changed,
+             opened=len(result.version_ids))  # fmt: skip
+    return result
+
+
+def sweep(pipeline: Pipeline, start: datetime, end: datetime, *, reason: str = "swept") -> DiscoveryResult:
+    """Compare the HIS list of completed encounters in [start, end) with the ledger and reconcile."""
+    facility = pipeline.settings.payload.facility_code
+    result = DiscoveryResult()
+    listed: set[str] = set()
+    page: list[EncounterRef] = []
+    for ref in pipeline.source().list_completed(start, end):
+        listed.add(derive_ma_lk(facility, ref.his_key))
+        page.append(ref)
+        if len(page) >= _FLUSH_EVERY:
+            _register(pipeline, page, result, reason=reason)
+            page = []
+    if page:
+        _register(pipeline, page, result, reason=reason)
+    with pipeline.engine.begin() as conn:
+        gone = sorted(repo.known_ma_lks(conn, start, end) - listed)
+        result.hidden = repo.mark_hidden(conn, gone)
+    if result.new or result.changed or result.hidden:
+        log.info("sweep reconciled", start=start.isoformat(), end=end.isoformat(), new=result.new,
+                 changed=result.changed, hidden=result.hidden)  # fmt: skip
+    return result
+
+
+def due_batches(pipeline: Pipeline, *, limit: int = 10_000) -> list[list[int]]:
+    """Due versions not already waiting in the broker, chunked by the batch size and marked enqueued."""
+    lost_after = timedelta(seconds=pipeline.settings.delivery.stuck_after_s)
+    with pipeline.engine.begin() as conn:
+        ids = repo.due_version_ids(conn, limit=limit, lost_after=lost_after)
+        repo.mark_enqueued(conn, ids)
+    return list(chunked(ids, pipeline.settings.delivery.batch_size))
+
+
+def chunked(ids: Iterable[int], size: int) -> Iterable[list[int]]:
+    batch: list[int] = []
+    for version_id in ids:
+        batch.append(version_id)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,115 @@
+"""Celery tasks: thin wrappers over the pipeline services. Ids in, state re-read from the ledger.
+
+``LedgerTask`` owns what every task needs: the per-process pipeline (ledger engine, adapters), retries on a
+ledger outage, and a log context bound with the task id. Task bodies only call a service and enqueue.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.signals import worker_process_init
+from sqlalchemy.exc import DBAPIError
+
+from worker.bootstrap import build_pipeline
+from worker.celery_app import app
+from worker.config import load_settings
+from worker.ledger import repository as repo
+from worker.ledger.db import utcnow
+from worker.logging import configure_logging, get_logger
+from worker.pipeline import delivery, discovery
+from worker.pipeline.context import Pipeline
+
+log = get_logger(__name__)
+_pipeline: Pipeline | None = None
+
+
+def current_pipeline() -> Pipeline:
+    global _pipeline  # noqa: PLW0603  # one pipeline per worker process, created after fork
+    if _pipeline is None:
+        settings = load_settings()
+        configure_logging(settings.logging.level, settings.logging.format)
+        _pipeline = build_pipeline(settings)
+    return _pipeline
+
+
+@worker_process_init.connect
+def _fresh_pipeline_after_fork(**_: Any) -> None:
+    """Connections must not be shared across a fork: each child builds its own pipeline lazily."""
+    global _pipeline  # noqa: PLW0603  # see current_pipeline
+    _pipeline = None
+
+
+class LedgerTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    # A ledger outage (PostgreSQL restart) is transient: retry the task; the ledger keeps the state.
+    autoretry_for = (DBAPIError, ConnectionError)
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 50
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return current_pipeline()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        structlog.contextvars.bind_contextvars(task_id=self.request.id, task=self.name)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+
+def enqueue_batches(pipeline: Pipeline, version_ids: list[int]) -> int:
+    """Mark versions enqueued, then send one message per batch (the dispatcher covers a lost send)."""
+    if not version_ids:
+        return 0
+    with pipeline.engine.begin() as conn:
+        repo.mark_enqueued(conn, version_ids)
+    batches = list(discovery.chunked(version_ids, pipeline.settings.delivery.batch_size))
+    for batch in batches:
+        process_batch.delay(batch)
+    return len(batches)
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.process_batch")
+def process_batch(self: LedgerTask, version_ids: list[int]) -> dict[str, int]:
+    result = delivery.process_versions(self.pipeline, version_ids, owner=self.request.id or "local")
+    if result.retry_ids and result.retry_at is not None:
+        with self.pipeline.engine.begin() as conn:
+            repo.mark_enqueued(conn, result.retry_ids, at=result.retry_at)
+        countdown = max((result.retry_at - utcnow()).total_seconds(), 0.0)
+        process_batch.apply_async((result.retry_ids,), countdown=countdown)
+    summary = {key: value for key, value in vars(result).items() if isinstance(value, int)}
+    log.info("batch processed", **summary)
+    return summary
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.discover")
+def discover(self: LedgerTask) -> dict[str, int]:
+    found = discovery.discover(self.pipeline)
+    return {"seen": found.seen, "opened": len(found.version_ids),
+            "batches": enqueue_batches(self.pipeline, found.version_ids)}  # fmt: skip
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.sweep")
+def sweep(self: LedgerTask, days: int | None = None) -> dict[str, int]:
+    end = utcnow() + timedelta(minutes=1)
+    start = end - timedelta(days=days or self.pipeline.settings.delivery.sweep_days)
+    found = discovery.sweep(self.pipeline, start, end)
+    return {"seen": found.seen, "opened": len(found.version_ids), "hidden": found.hidden,
+            "batches": enqueue_batches(self.pipeline, found.version_ids)}  # fmt: skip
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.dispatch_due")
+def dispatch_due(self: LedgerTask) -> dict[str, int]:
+    batches = discovery.due_batches(self.pipeline)
+    for batch in batches:
+        process_batch.delay(batch)
+    return {"batches": len(batches), "versions": sum(len(batch) for batch in batches)}
