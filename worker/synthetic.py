@@ -92,15 +92,16 @@ DIAGNOSES = (
     ("K35.8", "Viêm ruột thừa cấp khác"),
 )
 TB_DIAGNOSIS = ("A15.0", "Lao phổi, có xác nhận bằng soi đờm")
-#: (code, name, unit, strength, route, unit price VND)
+#: (code, name, unit, strength, route code, unit price VND); DUONG_DUNG is a code of at most 4 characters
+#: (invented in the shape of the MoH route codes), not the route's name.
 DRUGS = (
-    ("40.152", "Paracetamol 500mg", "Viên", "500mg", "Uống", Decimal("450.000")),
-    ("40.16", "Amoxicilin 500mg", "Viên", "500mg", "Uống", Decimal("1200.000")),
-    ("40.488", "Omeprazol 20mg", "Viên", "20mg", "Uống", Decimal("850.000")),
-    ("40.531", "Metformin 850mg", "Viên", "850mg", "Uống", Decimal("690.000")),
-    ("40.435", "Amlodipin 5mg", "Viên", "5mg", "Uống", Decimal("530.000")),
-    ("40.1014", "Natri clorid 0,9% 500ml", "Chai", "0,9%", "Tiêm truyền", Decimal("9800.000")),
-    ("40.89", "Ceftriaxon 1g", "Lọ", "1g", "Tiêm", Decimal("23500.000")),
+    ("40.152", "Paracetamol 500mg", "Viên", "500mg", "1.01", Decimal("450.000")),
+    ("40.16", "Amoxicilin 500mg", "Viên", "500mg", "1.01", Decimal("1200.000")),
+    ("40.488", "Omeprazol 20mg", "Viên", "20mg", "1.01", Decimal("850.000")),
+    ("40.531", "Metformin 850mg", "Viên", "850mg", "1.01", Decimal("690.000")),
+    ("40.435", "Amlodipin 5mg", "Viên", "5mg", "1.01", Decimal("530.000")),
+    ("40.1014", "Natri clorid 0,9% 500ml", "Chai", "0,9%", "2.15", Decimal("9800.000")),
+    ("40.89", "Ceftriaxon 1g", "Lọ", "1g", "2.10", Decimal("23500.000")),
 )
 #: (code, name, group MA_NHOM, unit price VND): examination, lab, imaging, bed day
 SERVICES = (
@@ -341,7 +342,8 @@ def make_encounter(
         ma_loai_kcb=loai_kcb,
         ma_khoa=department,
         ma_cskcb=facility_code,
-        can_nang="3.2" if kind is Kind.NEWBORN else None,
+        # CAN_NANG is required for every visit (S2); derived, not drawn, so the random stream is unchanged.
+        can_nang="3.20" if kind is Kind.NEWBORN else f"{45 + birth.year % 30}.50",
         ma_hsba=f"HS{his_key}",
         ma_ttdv="7912345678",
         ngay_tai_kham=(end + timedelta(days=14)).strftime("%Y%m%d")
