@@ -1,10 +1,132 @@
-"""`vneid-sync cert`: Signing certificate health."""
+"""`vneid-sync cert`: signing certificate health, and a throwaway test PKI for the demo and training host.
+
+``cert check`` exit codes: 0 ok; 3 warning (expires within signer.expiry_warning_days); 4 failure (expired, not
+yet valid, key does not match, weak key, KeyUsage forbids signing); 1/2 the check could not run (key source
+unreachable / misconfigured).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from adapters.signers.certcheck import CertificateReport, check_certificate, check_signer
+from adapters.signers.errors import SignerConfigError, SignerError
+from adapters.signers.keyfiles import load_certificates
+from adapters.signers.registry import create_signer
+from adapters.signers.testpki import create_test_pki
+from worker.cli.context import CliError, console, settings
+
 group = typer.Typer(help="Signing certificate health.", no_args_is_help=True)
+
+
+def _print_report(report: CertificateReport) -> None:
+    rows = report.as_dict()
+    console.print(f"status      {report.status.value.upper()}", markup=False, highlight=False)
+    for name in (
+        "subject",
+        "issuer",
+        "serial",
+        "not_before",
+        "not_after",
+        "days_left",
+        "key_type",
+        "key_size",
+    ):
+        console.print(f"{name:<12}{rows[name]}", markup=False, highlight=False)
+    console.print(f"{'key_usage':<12}{', '.join(report.key_usage) or '-'}", markup=False, highlight=False)
+    matches = {True: "yes", False: "NO", None: "not checked"}[report.key_matches]
+    console.print(f"{'key_matches':<12}{matches}", markup=False, highlight=False)
+    for problem in report.problems:
+        console.print(f"problem     {problem}", markup=False, highlight=False)
+
+
+@group.command("check")
+def check(
+    ctx: typer.Context,
+    warning_days: Annotated[
+        int | None, typer.Option("--warning-days", min=0, help="Default: signer.expiry_warning_days.")
+    ] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--cert", exists=True, dir_okay=False, help="Check this certificate file only (no key probe)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check the signing certificate: validity, days left, key size and usage, and that the key matches.
+
+    Exit 0 ok, 3 warning (expiring soon), 4 failure (expired / not yet valid / key mismatch / unusable key).
+    """
+    config = settings(ctx).signer
+    days = config.expiry_warning_days if warning_days is None else warning_days
+    if cert is not None:
+        report = check_certificate(load_certificates(cert)[0], warning_days=days)
+    else:
+        try:
+            signer = create_signer(config)
+        except SignerConfigError as exc:
+            raise CliError(str(exc), exit_code=2) from None
+        except SignerError as exc:
+            raise CliError(str(exc), exit_code=1) from None
+        try:
+            report = check_signer(signer, warning_days=days)
+        except SignerError as exc:
+            raise CliError(f"key probe failed: {exc}", exit_code=1) from None
+        finally:
+            close = getattr(signer, "close", None)
+            if callable(close):
+                close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+@group.command("test-pki")
+def make_test_pki(
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", file_okay=False, help="Directory to write the files to.")
+    ],
+    key_size: Annotated[int, typer.Option("--key-size", help="Hospital RSA key size: 2048 or 3072.")] = 2048,
+    days: Annotated[int, typer.Option("--days", min=1, help="Validity of the hospital certificate.")] = 365,
+    facility_code: Annotated[
+        str | None, typer.Option("--facility-code", help="MACSKCB; default payload.facility_code.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing test PKI.")] = False,
+) -> None:
+    """Generate a TEST CA and hospital certificate (PKCS#12 + PEM). Never for production signatures."""
+    if key_size not in (2048, 3072, 4096):
+        raise CliError("--key-size must be 2048, 3072 or 4096", exit_code=2)
+    if (out / "hospital.p12").exists() and not overwrite:
+        raise CliError(f"{out} already holds a test PKI (use --overwrite)")
+    code = facility_code or settings(ctx).payload.facility_code
+    files = create_test_pki(out, key_size=key_size, valid_days=days, facility_code=code)
+    passphrase_file = out / "hospital.pass"
+    descriptor = os.open(passphrase_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(files.passphrase + "\n")
+    console.print(f"TEST PKI written to {out} (not for production)", markup=False, highlight=False)
+    console.print(
+        "\n".join(
+            (
+                "configure the file key source with:",
+                f"  VNEID_SIGNER__KEY_FILE={files.pkcs12.resolve()}",
+                f"  VNEID_SIGNER__PASSPHRASE_FILE={passphrase_file.resolve()}",
+                f"  VNEID_SIGNER__TRUST_STORE={files.ca_certificate.resolve()}",
+            )
+        ),
+        markup=False,
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,255 @@
+"""A throwaway test PKI: a CA and a hospital signing certificate, written as PKCS#12 and PEM.
+
+For tests, the demo and the training host only — never for production signatures (DOMAIN.md §10.4). The
+certificates look like Vietnamese organisation signing certificates (C=VN, organisation name, the facility code)
+with the extensions verifiers expect: the CA has BasicConstraints CA + keyCertSign; the hospital certificate has
+digitalSignature + nonRepudiation, SKI/AKI. Every name is invented and marked TEST.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_ORGANISATION = "BỆNH VIỆN ĐA KHOA DEMO (TEST)"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Issued:
+    """A private key and the certificate issued for it."""
+
+    key: rsa.RSAPrivateKey
+    certificate: x509.Certificate
+
+    def __repr__(self) -> str:
+        return f"Issued(subject={self.certificate.subject.rfc4514_string()!r})"
+
+
+def generate_rsa_key(key_size: int = 2048) -> rsa.RSAPrivateKey:
+    if key_size < 2048:
+        raise ValueError("RSA keys below 2048 bits are not accepted")
+    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+
+
+def _validity(
+    not_before: datetime | None, not_after: datetime | None, valid_days: int
+) -> tuple[datetime, datetime]:
+    start = not_before or (datetime.now(UTC) - timedelta(hours=1))
+    return start, not_after or (start + timedelta(days=valid_days))
+
+
+def generate_ca(
+    *,
+    common_name: str = "vneid-sync TEST CA (not for production)",
+    key_size: int = 3072,
+    valid_days: int = 3650,
+    not_before: datetime | None = None,
+) -> Issued:
+    """A self-signed root CA."""
+    key = generate_rsa_key(key_size)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vneid-sync test PKI"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    start, end = _validity(not_before, None, valid_days)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(key=key, certificate=certificate)
+
+
+def issue_signing_certificate(
+    ca: Issued,
+    *,
+    facility_code: str = "79999",
+    organisation: str = DEFAULT_ORGANISATION,
+    key_size: int = 2048,
+    key: rsa.RSAPrivateKey | None = None,
+    valid_days: int = 365,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    digital_signature: bool = True,
+) -> Issued:
+    """A hospital (organisation) signing certificate issued by ``ca``; ``key`` reuses an existing key."""
+    key = key or generate_rsa_key(key_size)
+    start, end = _validity(not_before, not_after, valid_days)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "TEST"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"MACSKCB:{facility_code}"),
+            x509.NameAttribute(NameOID.COMMON_NAME, organisation),
+        ]
+    )
+    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=digital_signature,
+                content_commitment=digital_signature,
+                key_encipherment=not digital_signature,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key=key, certificate=certificate)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def _write_private(path: Path, data: bytes) -> Path:
+    """Write a secret file readable by the owner only (the file key source refuses anything wider)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+    return path
+
+
+def write_pkcs12(
+    path: Path, issued: Issued, *, passphrase: str, chain: tuple[x509.Certificate, ...] = ()
+) -> Path:
+    """PKCS#12 with the key, its certificate and ``chain``, encrypted with ``passphrase`` (AES-256)."""
+    data = pkcs12.serialize_key_and_certificates(
+        b"vneid-sync-test",
+        issued.key,
+        issued.certificate,
+        list(chain) or None,
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8")),
+    )
+    return _write_private(path, data)
+
+
+def write_private_key_pem(path: Path, key: rsa.RSAPrivateKey, *, passphrase: str | None = None) -> Path:
+    """PKCS#8 PEM, encrypted when a passphrase is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode("utf-8"))
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    return _write_private(path, data)
+
+
+def write_certificates_pem(path: Path, *certificates: x509.Certificate) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates))
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class TestPkiFiles:
+    """Where ``create_test_pki`` put things; ``passphrase`` protects both the PKCS#12 and the PEM key."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    directory: Path
+    ca_certificate: Path  # trust store for verification (xmlsec1 --trusted-pem, signer.trust_store)
+    pkcs12: Path  # signer.key_file for the file source
+    private_key: Path  # PEM key (encrypted), with certificate below: the other file-source layout
+    certificate: Path  # PEM: hospital certificate
+    passphrase: str = field(repr=False)
+    ca: Issued = field(repr=False)
+    hospital: Issued = field(repr=False)
+
+
+def create_test_pki(
+    directory: Path,
+    *,
+    key_size: int = 2048,
+    ca_key_size: int = 3072,
+    facility_code: str = "79999",
+    organisation: str = DEFAULT_ORGANISATION,
+    valid_days: int = 365,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    passphrase: str | None = None,
+    ca: Issued | None = None,
+) -> TestPkiFiles:
+    """Generate (or reuse ``ca``) a CA and a hospital certificate, and write them under ``directory``."""
+    passphrase = passphrase or secrets.token_urlsafe(18)
+    ca = ca or generate_ca(key_size=ca_key_size)
+    hospital = issue_signing_certificate(
+        ca,
+        facility_code=facility_code,
+        organisation=organisation,
+        key_size=key_size,
+        valid_days=valid_days,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return TestPkiFiles(
+        directory=directory,
+        ca_certificate=write_certificates_pem(directory / "ca.pem", ca.certificate),
+        pkcs12=write_pkcs12(
+            directory / "hospital.p12", hospital, passphrase=passphrase, chain=(ca.certificate,)
+        ),
+        private_key=write_private_key_pem(
+            directory / "hospital-key.pem", hospital.key, passphrase=passphrase
+        ),
+        certificate=write_certificates_pem(directory / "hospital-cert.pem", hospital.certificate),
+        passphrase=passphrase,
+        ca=ca,
+        hospital=hospital,
+    )
