@@ -1,0 +1,572 @@
+"""Alerts: a notification ONCE when a condition starts and ONCE when it clears — never a flood.
+
+``evaluate_and_notify`` looks at the ledger (and, when given one, the HIS), decides for every condition
+whether it holds now, compares with the state stored in ``alert_state`` and notifies only the transitions
+(``vneid-sync alerts check`` runs it once; cron or beat call it every few minutes). Conditions:
+
+- ``claim_deadline_breached``: visits completed since ``deadlines.legal_start`` and not accepted after the
+  claim deadline (TT 48 Đ7: end of the N-th working day after the visit; DOMAIN.md §11). Hidden visits (the
+  HIS no longer shows them completed) are not counted, as in the coverage report.
+- ``dead_encounters``: visits whose retries ran out; an operator must replay them.
+- ``destination_stopped:<name>``: sending to a destination stopped by a configuration/authentication error.
+- ``coverage_incomplete``: (needs the HIS) in the ``delivery.sweep_days`` most recent days whose claim
+  deadline has passed, the HIS shows completed visits that are not accepted — including visits the worker
+  never discovered, which no ledger-only condition can see.
+- ``certificate_expiring`` (fewer than ``signer.expiry_warning_days`` days left, or expired),
+  ``certificate_expired`` (expired or not yet valid) and ``certificate_unreadable`` (the key source cannot be
+  opened: nothing can be signed).
+
+Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
+
+Delivery semantics: the new state is committed first (under a lock, so two concurrent checks cannot both
+notify), then the notifiers run. A transition counts as delivered when at least one notifier took it; when
+every notifier failed, the state is put back so the next check tries again. A crash between the commit and
+the notification loses that one notification (at most once), which is the price of never flooding.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+import httpx
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine
+
+from worker.config import Settings
+from worker.domain.values import VIETNAM_TZ
+from worker.health import CertificateInfo, describe_error, read_certificate_info
+from worker.ledger.db import as_utc, is_postgresql
+from worker.ledger.schema import alert_state, destination_status, encounters, versions
+from worker.ledger.states import State
+from worker.logging import get_logger
+from worker.metrics import legal_start_utc
+from worker.ports import EncounterSource
+from worker.reporting.deadlines import DeadlineCalendar, add_working_days
+
+log = get_logger(__name__)
+
+CLAIM_DEADLINE = "claim_deadline_breached"
+DEAD = "dead_encounters"
+DESTINATION_STOPPED = "destination_stopped"  # + ":<destination>"
+COVERAGE = "coverage_incomplete"
+CERT_EXPIRING = "certificate_expiring"
+CERT_EXPIRED = "certificate_expired"
+CERT_UNREADABLE = "certificate_unreadable"
+
+#: How many MA_LK ids a message lists (the counts are always complete).
+SAMPLE_IDS = 10
+_ADVISORY_LOCK_KEY = 0x766E6961  # "vnia": one alert evaluation at a time per ledger (PostgreSQL)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Whether a condition holds now; ``detail`` holds counts, ids and codes only."""
+
+    condition: str
+    firing: bool
+    summary: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A condition that started (``firing``) or cleared (not ``firing``) in this evaluation."""
+
+    condition: str
+    firing: bool
+    since: datetime
+    summary: str
+    detail: dict[str, object]
+    delivered: bool = False
+
+    @property
+    def status(self) -> str:
+        return "firing" if self.firing else "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """What every notifier sends: the transition plus who sends it."""
+
+    facility_code: str
+    transition: Transition
+    at: datetime
+
+    def payload(self) -> dict[str, object]:
+        t = self.transition
+        return {
+            "source": "vneid-sync",
+            "facility_code": self.facility_code,
+            "condition": t.condition,
+            "status": t.status,
+            "since": t.since.isoformat(),
+            "at": self.at.isoformat(),
+            "summary": t.summary,
+            "detail": t.detail,
+        }
+
+    @property
+    def subject(self) -> str:
+        t = self.transition
+        return f"[vneid-sync {self.facility_code}] {t.status.upper()}: {t.condition} — {t.summary}"
+
+
+# ====================================================================================== notifiers
+
+
+class NotifierError(Exception):
+    """A notification could not be delivered (message: the notifier and the failure, never a secret)."""
+
+
+class Notifier(Protocol):
+    name: str
+
+    def send(self, message: AlertMessage) -> None:
+        """Deliver or raise ``NotifierError``."""
+        ...
+
+
+class WebhookNotifier:
+    """POSTs the message as JSON; an optional bearer token. The URL is never logged (it may hold a secret)."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: SecretStr | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._timeout_s = timeout_s
+        self._transport = transport
+
+    def send(self, message: AlertMessage) -> None:
+        headers = {"Content-Type": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        body = json.dumps(message.payload(), ensure_ascii=False, default=str).encode("utf-8")
+        try:
+            with httpx.Client(timeout=self._timeout_s, transport=self._transport) as client:
+                response = client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise NotifierError(f"webhook: {type(exc).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            raise NotifierError(f"webhook: HTTP {response.status_code}")
+
+
+class EmailNotifier:
+    """SMTP with STARTTLS (port 465: implicit TLS). Credentials are never sent over a connection without TLS:
+    a server that offers no STARTTLS gets the message only when no login is configured (a local relay)."""
+
+    name = "email"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        recipients: Sequence[str],
+        user: str | None = None,
+        password: SecretStr | None = None,
+        timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._sender = sender
+        self._recipients = list(recipients)
+        self._user = user
+        self._password = password
+        self._timeout_s = timeout_s
+        self._ssl_context = ssl_context or ssl.create_default_context()
+
+    def build(self, message: AlertMessage) -> EmailMessage:
+        email = EmailMessage()
+        email["Subject"] = message.subject
+        email["From"] = self._sender
+        email["To"] = ", ".join(self._recipients)
+        payload = message.payload()
+        lines = [
+            f"{message.transition.status.upper()}: {message.transition.condition}",
+            message.transition.summary,
+            "",
+            f"facility: {message.facility_code}",
+            f"since: {payload['since']}",
+            "",
+            json.dumps(message.transition.detail, ensure_ascii=False, indent=2, default=str),
+        ]
+        email.set_content("\n".join(lines))
+        return email
+
+    def send(self, message: AlertMessage) -> None:
+        email = self.build(message)
+        try:
+            smtp: smtplib.SMTP
+            if self._port == 465:
+                smtp = smtplib.SMTP_SSL(
+                    self._host, self._port, timeout=self._timeout_s, context=self._ssl_context
+                )
+            else:
+                smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout_s)
+            with smtp:
+                smtp.ehlo()
+                if self._port != 465:
+                    if smtp.has_extn("starttls"):
+                        smtp.starttls(context=self._ssl_context)
+                        smtp.ehlo()
+                    elif self._user is not None:
+                        raise NotifierError(
+                            "email: the server offers no STARTTLS; refusing to log in in clear"
+                        )
+                if self._user is not None:
+                    secret = self._password.get_secret_value() if self._password is not None else ""
+                    smtp.login(self._user, secret)
+                smtp.send_message(email)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifierError(f"email: {type(exc).__name__}") from None
+
+
+def notifiers_from_settings(settings: Settings) -> list[Notifier]:
+    """The notifiers ``alerts`` configures: a webhook when ``webhook_url`` is set, email when ``smtp_host``,
+    ``email_from`` and ``email_to`` are."""
+    cfg = settings.alerts
+    notifiers: list[Notifier] = []
+    if cfg.webhook_url:
+        notifiers.append(WebhookNotifier(cfg.webhook_url, token=cfg.webhook_token))
+    if cfg.smtp_host and cfg.email_from and cfg.email_to:
+        notifiers.append(
+            EmailNotifier(host=cfg.smtp_host, port=cfg.smtp_port, sender=cfg.email_from,
+                          recipients=cfg.email_to, user=cfg.smtp_user, password=cfg.smtp_password)
+        )  # fmt: skip
+    return notifiers
+
+
+# ===================================================================================== conditions
+
+
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=VIETNAM_TZ)
+
+
+def claim_cutoff(calendar: DeadlineCalendar, now: datetime) -> date:
+    """The first local day whose visits are still within the claim deadline: every visit completed before
+    this day (Vietnam time) is past its deadline at ``now``. ``add_working_days`` grows with its start day,
+    so walking back from today stops at the newest day whose deadline day is already over."""
+    today = now.astimezone(VIETNAM_TZ).date()
+    day = today
+    while (
+        add_working_days(day - timedelta(days=1), calendar.settings.claim_working_days, calendar.holidays)
+        >= today
+    ):
+        day -= timedelta(days=1)
+    return day
+
+
+def observe_claim_deadline(conn: sa.Connection, settings: Settings, calendar: DeadlineCalendar,
+                           now: datetime, legal_start: datetime) -> Observation:  # fmt: skip
+    cutoff = _local_midnight(claim_cutoff(calendar, now))
+    late = (
+        encounters.c.completed_at >= as_utc(legal_start),
+        encounters.c.completed_at < as_utc(cutoff),
+        encounters.c.state.not_in([State.ACCEPTED.value, State.HIDDEN.value]),
+    )
+    by_state = {
+        str(state): int(count)
+        for state, count in conn.execute(
+            sa.select(encounters.c.state, sa.func.count()).where(*late).group_by(encounters.c.state)
+        )
+    }
+    total = sum(by_state.values())
+    if not total:
+        return Observation(CLAIM_DEADLINE, False, "every visit past its claim deadline is accepted")
+    oldest = conn.execute(
+        sa.select(encounters.c.ma_lk).where(*late).order_by(encounters.c.completed_at).limit(SAMPLE_IDS)
+    )
+    days = settings.deadlines.claim_working_days
+    return Observation(
+        CLAIM_DEADLINE,
+        True,
+        f"{total} visit(s) not accepted after the {days}-working-day claim deadline",
+        {"count": total, "by_state": by_state, "completed_before": cutoff.isoformat(),
+         "oldest_ma_lk": [row.ma_lk for row in oldest]},
+    )  # fmt: skip
+
+
+def observe_dead(conn: sa.Connection) -> Observation:
+    codes = {
+        str(code or "unknown"): int(count)
+        for code, count in conn.execute(
+            sa.select(versions.c.last_error_code, sa.func.count())
+            .select_from(encounters.join(versions, versions.c.id == encounters.c.current_version_id))
+            .where(encounters.c.state == State.DEAD)
+            .group_by(versions.c.last_error_code)
+        )
+    }
+    total = sum(codes.values())
+    if not total:
+        return Observation(DEAD, False, "no dead visits")
+    sample = conn.execute(
+        sa.select(encounters.c.ma_lk)
+        .where(encounters.c.state == State.DEAD)
+        .order_by(encounters.c.completed_at)
+        .limit(SAMPLE_IDS)
+    )
+    return Observation(
+        DEAD,
+        True,
+        f"{total} visit(s) dead after exhausting retries: replay with `vneid-sync replay --state dead`",
+        {"count": total, "by_error_code": codes, "ma_lk": [row.ma_lk for row in sample]},
+    )
+
+
+def observe_destinations(conn: sa.Connection, settings: Settings) -> list[Observation]:
+    rows = {
+        row.destination: row
+        for row in conn.execute(
+            sa.select(
+                destination_status.c.destination, destination_status.c.stopped, destination_status.c.reason
+            )
+        )
+    }
+    names = {name for name, dest in settings.destinations.items() if dest.enabled} | set(rows)
+    prefix = f"{DESTINATION_STOPPED}:"
+    names |= {
+        str(condition)[len(prefix) :]
+        for condition in conn.execute(
+            sa.select(alert_state.c.condition).where(alert_state.c.condition.startswith(prefix))
+        ).scalars()
+    }
+    observations = []
+    for name in sorted(names):
+        row = rows.get(name)
+        if row is not None and row.stopped:
+            reason = str(row.reason or "")
+            observations.append(
+                Observation(f"{prefix}{name}", True,
+                            f"sending to {name} is stopped ({reason}): fix the configuration, then "
+                            f"`vneid-sync destinations resume {name}`",
+                            {"destination": name, "reason": reason})
+            )  # fmt: skip
+        else:
+            observations.append(Observation(f"{prefix}{name}", False, f"sending to {name} is active",
+                                            {"destination": name}))  # fmt: skip
+    return observations
+
+
+def observe_coverage(source: EncounterSource, engine: Engine, settings: Settings,
+                     calendar: DeadlineCalendar, now: datetime) -> Observation:  # fmt: skip
+    from worker.reporting.coverage import GroupBy, compute  # noqa: PLC0415  # only when the HIS is given
+
+    end = claim_cutoff(calendar, now)
+    legal = date.fromisoformat(settings.deadlines.legal_start)
+    start = max(legal, end - timedelta(days=settings.delivery.sweep_days))
+    if start >= end:
+        return Observation(COVERAGE, False, "no day past its claim deadline yet", {"days": 0})
+    report = compute(source, engine, facility_code=settings.payload.facility_code, start=start, end=end,
+                     group_by=GroupBy.DAY, calendar=calendar, now=now)  # fmt: skip
+    totals = report.totals
+    window: dict[str, object] = {"from": start.isoformat(), "until": end.isoformat()}
+    missing_accepted = totals["completed"] - totals["accepted"]
+    if missing_accepted <= 0:
+        return Observation(COVERAGE, False, f"coverage 100 % of {totals['completed']} visit(s)", window)
+    columns = {key: int(totals[key]) for key in ("completed", "accepted", "pending", "rejected", "quarantined",
+                                                   "dead", "missing") if totals[key]}  # fmt: skip
+    gaps = [gap.ma_lk for gap in report.gaps if gap.state != State.HIDDEN][:SAMPLE_IDS]
+    return Observation(
+        COVERAGE,
+        True,
+        f"coverage {report.ratio:.2%}: {missing_accepted} visit(s) past the claim deadline not accepted",
+        {**window, "ratio": round(report.ratio, 6), "counts": columns, "ma_lk": gaps},
+    )
+
+
+def observe_certificate(info: CertificateInfo | None, error: str | None, settings: Settings,
+                        now: datetime) -> list[Observation]:  # fmt: skip
+    if info is None:
+        return [Observation(CERT_UNREADABLE, True, f"the signing certificate cannot be read: {error}")]
+    base: dict[str, object] = {"serial": info.serial, "not_after": info.not_after.isoformat()}
+    days = info.days_left(now)
+    warning = settings.signer.expiry_warning_days
+    invalid = info.expired(now) or info.not_yet_valid(now)
+    return [
+        Observation(CERT_UNREADABLE, False, "the signing certificate can be read", base),
+        Observation(CERT_EXPIRING, days < warning,
+                    f"the signing certificate expires in {days:.0f} day(s)" if days >= 0
+                    else "the signing certificate has expired", {**base, "days_left": round(days, 1)}),
+        Observation(CERT_EXPIRED, invalid,
+                    "the signing certificate is not valid now: signing stops" if invalid
+                    else "the signing certificate is valid", base),
+    ]  # fmt: skip
+
+
+def evaluate(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    source: EncounterSource | None = None,
+    certificate_reader: Callable[[], CertificateInfo] | None = None,
+) -> list[Observation]:
+    """Every condition that can be judged now (coverage only with ``source``)."""
+    calendar = DeadlineCalendar(settings.deadlines)
+    with engine.connect() as conn:
+        observations = [
+            observe_claim_deadline(conn, settings, calendar, now, legal_start_utc(settings)),
+            observe_dead(conn),
+            *observe_destinations(conn, settings),
+        ]
+    if source is not None:
+        try:
+            observations.append(observe_coverage(source, engine, settings, calendar, now))
+        except Exception as exc:  # the HIS being down must not stop the other alerts
+            log.warning("alerts.coverage_unknown", error=describe_error(exc))
+    reader = certificate_reader or (lambda: read_certificate_info(settings.signer))
+    try:
+        info, error = reader(), None
+    except Exception as exc:  # an unreadable certificate is itself a condition
+        info, error = None, describe_error(exc)
+    observations += observe_certificate(info, error, settings, now)
+    return observations
+
+
+# ========================================================================== state and transitions
+
+
+def _lock(conn: sa.Connection) -> None:
+    if is_postgresql(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    # SQLite: the transaction already holds the database write lock (BEGIN IMMEDIATE).
+
+
+def _detail_json(summary: str, detail: dict[str, object]) -> str:
+    return json.dumps({"summary": summary, **detail}, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def apply_observations(
+    engine: Engine, observations: Sequence[Observation], now: datetime
+) -> list[Transition]:
+    """Store the new states; return the transitions (started or cleared conditions) to notify."""
+    transitions: list[Transition] = []
+    with engine.begin() as conn:
+        _lock(conn)
+        names = [obs.condition for obs in observations]
+        stored = {
+            row.condition: row
+            for row in conn.execute(sa.select(alert_state).where(alert_state.c.condition.in_(names)))
+        } if names else {}  # fmt: skip
+        for obs in observations:
+            row = stored.get(obs.condition)
+            was_firing = bool(row.firing) if row is not None else False
+            detail = _detail_json(obs.summary, obs.detail)
+            if obs.firing != was_firing:
+                values = {"firing": obs.firing, "since": now, "detail": detail}
+                if row is None:
+                    conn.execute(sa.insert(alert_state).values(condition=obs.condition, **values))
+                else:
+                    conn.execute(
+                        sa.update(alert_state)
+                        .where(alert_state.c.condition == obs.condition)
+                        .values(**values)
+                    )
+                transitions.append(Transition(obs.condition, obs.firing, now, obs.summary, obs.detail))
+            elif row is not None and obs.firing and row.detail != detail:
+                # Still firing with new numbers: keep the stored detail current, without a message.
+                conn.execute(
+                    sa.update(alert_state)
+                    .where(alert_state.c.condition == obs.condition)
+                    .values(detail=detail)
+                )
+    return transitions
+
+
+def _undo(engine: Engine, transition: Transition) -> None:
+    """Every notifier failed: put the previous state back so the next evaluation notifies again."""
+    with engine.begin() as conn:
+        _lock(conn)
+        conn.execute(
+            sa.update(alert_state)
+            .where(alert_state.c.condition == transition.condition, alert_state.c.since == transition.since)
+            .values(firing=not transition.firing)
+        )
+
+
+def notify(
+    engine: Engine, transitions: Sequence[Transition], notifiers: Sequence[Notifier], *, facility_code: str,
+    now: datetime,
+) -> list[Transition]:  # fmt: skip
+    delivered: list[Transition] = []
+    for transition in transitions:
+        message = AlertMessage(facility_code=facility_code, transition=transition, at=now)
+        successes = 0
+        for notifier in notifiers:
+            try:
+                notifier.send(message)
+                successes += 1
+            except NotifierError as exc:
+                log.error("alerts.notify_failed", condition=transition.condition, notifier=notifier.name,
+                          error=str(exc))  # fmt: skip
+        log.warning("alert", condition=transition.condition, status=transition.status,
+                    summary=transition.summary, notified=successes)  # fmt: skip
+        if notifiers and not successes:
+            _undo(engine, transition)
+            delivered.append(_with_delivered(transition, False))
+        else:
+            delivered.append(_with_delivered(transition, bool(successes)))
+    return delivered
+
+
+def _with_delivered(transition: Transition, delivered: bool) -> Transition:
+    return Transition(transition.condition, transition.firing, transition.since, transition.summary,
+                      transition.detail, delivered)  # fmt: skip
+
+
+def evaluate_and_notify(
+    engine: Engine,
+    settings: Settings,
+    notifiers: Sequence[Notifier],
+    now: datetime | None = None,
+    *,
+    source: EncounterSource | None = None,
+    certificate_reader: Callable[[], CertificateInfo] | None = None,
+) -> list[Transition]:
+    """Evaluate every condition, store the states, notify the transitions (see the module docstring)."""
+    moment = as_utc(now) or datetime.now(UTC)  # stored as UTC: SQLite keeps no offset
+    observations = evaluate(engine, settings, moment, source=source, certificate_reader=certificate_reader)
+    transitions = apply_observations(engine, observations, moment)
+    return notify(engine, transitions, notifiers, facility_code=settings.payload.facility_code, now=moment)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    condition: str
+    since: datetime
+    summary: str
+
+
+def firing_conditions(engine: Engine) -> list[Firing]:
+    """Every condition currently firing (including ones not evaluated in the last run)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(alert_state).where(alert_state.c.firing).order_by(alert_state.c.condition)
+        ).all()
+    result = []
+    for row in rows:
+        try:
+            summary = str(json.loads(row.detail or "{}").get("summary", ""))
+        except ValueError:
+            summary = ""
+        result.append(Firing(row.condition, as_utc(row.since) or datetime.now(UTC), summary))
+    return result

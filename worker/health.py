@@ -1,0 +1,468 @@
+"""Health checks (``vneid-sync health``): can this installation do its job right now?
+
+One check per dependency, each answering OK, WARN or FAIL with a short detail that never carries a secret or
+personal data: the HIS (read-only: the adapter's engine answers ``SELECT 1`` and a listing of the last hour
+runs), the ledger (connects, schema at the newest revision), the broker (a kombu connection), every enabled
+gateway destination (a token call), the signing certificate (loaded from the configured key source, inside
+its validity period, not about to expire) and the clock (against the gateway's HTTP ``Date`` header, taken
+from the same token answer). Exit code: 0 all OK, 1 a WARN with ``--strict``, 2 any FAIL.
+
+The certificate helpers here (``read_certificate_info``, ``CertificateWatch``) are shared with the metrics
+exporter and the alert conditions, so all three judge the certificate the same way.
+
+A note on the gateway check: it takes a real token for the configured account. Whether the gateway keeps
+older tokens of the account valid is not documented (DOMAIN.md §9.6); if it does not, a running worker's next
+call gets a 401 and logs in again once (the client's normal path), so run this check on demand, not every
+few seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from itertools import islice
+
+import httpx
+import sqlalchemy as sa
+from cryptography import x509
+from sqlalchemy.engine import Engine
+
+from worker.config import DestinationSettings, Settings, SignerSettings
+from worker.logging import get_logger
+from worker.ports import EncounterSource
+
+log = get_logger(__name__)
+
+#: Clock difference to the gateway above which the clock check warns (tokens, receipts and deadlines all
+#: depend on the time; TCVN 14423:2026 §4.8 asks for synchronised clocks).
+MAX_CLOCK_SKEW = timedelta(seconds=60)
+#: Timeout of each network probe; a health check must answer quickly even when a service hangs.
+PROBE_TIMEOUT_S = 10.0
+#: Names of the checks, in the order they run and print; ``--skip`` takes these.
+CHECK_NAMES = ("his", "ledger", "broker", "gateway", "certificate")
+
+
+class Status(StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status.value:<4}  {self.name:<22} {self.detail}"
+
+
+def exit_code(results: Iterable[CheckResult], *, strict: bool = False) -> int:
+    """0 when everything is OK; 2 when anything FAILed; 1 for a WARN, but only when ``strict``."""
+    statuses = {result.status for result in results}
+    if Status.FAIL in statuses:
+        return 2
+    if strict and Status.WARN in statuses:
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------- describing failures
+
+_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
+
+
+def _connection_level_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose messages describe a connection or a configuration, never data read from a database."""
+    import kombu.exceptions  # noqa: PLC0415  # only needed when describing an error
+    import redis.exceptions  # noqa: PLC0415  # idem
+
+    from adapters.his.errors import AdapterError  # noqa: PLC0415  # idem; adapter messages carry ids only
+    from adapters.signers.errors import SignerError  # noqa: PLC0415  # idem
+
+    return (
+        sa.exc.OperationalError,
+        sa.exc.InterfaceError,
+        sa.exc.TimeoutError,
+        sa.exc.ArgumentError,
+        OSError,
+        httpx.TransportError,
+        httpx.InvalidURL,
+        kombu.exceptions.KombuError,
+        redis.exceptions.ConnectionError,
+        AdapterError,
+        SignerError,
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description safe to print: connection-level messages in full (credentials in URLs masked),
+    anything else by exception type only, since a query error may quote a value read from the database."""
+    name = type(exc).__name__
+    try:
+        safe = isinstance(exc, _connection_level_errors())
+    except ImportError:  # pragma: no cover - every package above is a dependency
+        safe = False
+    if not safe:
+        return name
+    # A DBAPIError's own text echoes the statement; the driver's message (``orig``) does not.
+    text = str(exc.orig) if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else str(exc)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = _URL_CREDENTIALS.sub(r"\1:***@", first)[:240]
+    return f"{name}: {first}" if first else name
+
+
+# -------------------------------------------------------------------------------------- certificate
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """What monitoring needs to know about the signing certificate (no key material)."""
+
+    serial: str  # hex, as recorded on each version (versions.cert_serial)
+    not_before: datetime
+    not_after: datetime
+
+    @classmethod
+    def of(cls, certificate: x509.Certificate) -> CertificateInfo:
+        return cls(
+            serial=format(certificate.serial_number, "x"),
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+        )
+
+    def days_left(self, now: datetime) -> float:
+        """Days until expiry (negative once expired)."""
+        return (self.not_after - now).total_seconds() / 86400
+
+    def expired(self, now: datetime) -> bool:
+        return now > self.not_after
+
+    def not_yet_valid(self, now: datetime) -> bool:
+        return now < self.not_before
+
+
+def read_certificate_info(signer_settings: SignerSettings) -> CertificateInfo:
+    """Open the configured key source once and read its certificate (file, token or remote service).
+
+    Raises whatever the key source raises when it cannot be opened (``SignerError`` and subclasses).
+    """
+    from adapters.signers.registry import create_signer  # noqa: PLC0415  # load signer adapters on demand
+
+    signer = create_signer(signer_settings)
+    try:
+        return CertificateInfo.of(signer.certificate)
+    finally:
+        close = getattr(signer, "close", None)
+        if callable(close):
+            close()
+
+
+class CertificateWatch:
+    """``read_certificate_info`` cached for ``ttl``: a scrape every 15 s must not reopen a key store or a token.
+
+    A failed read is cached for ``error_ttl`` (shorter), so a fixed configuration shows up soon without a
+    broken one being retried on every scrape. Thread-safe (the exporter serves scrapes from threads).
+    """
+
+    def __init__(
+        self,
+        signer_settings: SignerSettings,
+        *,
+        ttl: timedelta = timedelta(hours=1),
+        error_ttl: timedelta = timedelta(minutes=5),
+        loader: Callable[[SignerSettings], CertificateInfo] = read_certificate_info,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = signer_settings
+        self._ttl = ttl
+        self._error_ttl = error_ttl
+        self._loader = loader
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: CertificateInfo | None = None
+        self._error: str | None = None
+        self._valid_until: datetime | None = None
+
+    def current(self) -> tuple[CertificateInfo | None, str | None]:
+        """``(info, None)`` or ``(None, error description)``."""
+        with self._lock:
+            now = self._clock()
+            if self._valid_until is None or now >= self._valid_until:
+                try:
+                    self._value, self._error = self._loader(self._settings), None
+                    self._valid_until = now + self._ttl
+                except Exception as exc:  # any failure to open the key source is the answer
+                    self._value, self._error = None, describe_error(exc)
+                    self._valid_until = now + self._error_ttl
+                    log.warning("monitoring.certificate_unreadable", error=type(exc).__name__)
+            return self._value, self._error
+
+
+def judge_certificate(
+    info: CertificateInfo | None, error: str | None, *, now: datetime, warning_days: int
+) -> CheckResult:
+    if info is None:
+        return CheckResult("certificate", Status.FAIL, f"cannot read the signing certificate: {error}")
+    expires = info.not_after.date().isoformat()
+    if info.expired(now):
+        return CheckResult("certificate", Status.FAIL, f"serial {info.serial} EXPIRED on {expires}")
+    if info.not_yet_valid(now):
+        return CheckResult(
+            "certificate", Status.FAIL, f"serial {info.serial} not valid before {info.not_before.isoformat()}"
+        )
+    days = info.days_left(now)
+    detail = f"serial {info.serial}, expires {expires} ({days:.0f} days left)"
+    if days < warning_days:
+        return CheckResult("certificate", Status.WARN, detail + f" — renew: under {warning_days} days")
+    return CheckResult("certificate", Status.OK, detail)
+
+
+def check_certificate(settings: Settings, *, now: datetime) -> CheckResult:
+    try:
+        info, error = read_certificate_info(settings.signer), None
+    except Exception as exc:  # reported as FAIL
+        info, error = None, describe_error(exc)
+    return judge_certificate(info, error, now=now, warning_days=settings.signer.expiry_warning_days)
+
+
+# -------------------------------------------------------------------------------------------- HIS
+
+
+def create_his_source(settings: Settings) -> EncounterSource:
+    from adapters.his.registry import create_source  # noqa: PLC0415  # a process loads only the adapters it uses
+
+    return create_source(settings.his, facility_code=settings.payload.facility_code, url=settings.his_url)
+
+
+def check_his(
+    settings: Settings, *, now: datetime, source_factory: Callable[[], EncounterSource] | None = None
+) -> CheckResult:
+    """Read-only: ``SELECT 1`` through the adapter's engine (fails fast, without the adapter's retries),
+    then the first row of ``list_completed`` over the last hour (the adapter's own queries and mapping)."""
+    adapter = settings.his.adapter
+    try:
+        source = (source_factory or (lambda: create_his_source(settings)))()
+    except Exception as exc:  # reported as FAIL
+        return CheckResult("his", Status.FAIL, f"adapter {adapter}: cannot start: {describe_error(exc)}")
+    try:
+        engine = getattr(source, "engine", None)
+        if isinstance(engine, Engine):
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        recent = list(islice(source.list_completed(now - timedelta(hours=1), now), 1))
+    except Exception as exc:  # reported as FAIL
+        return CheckResult("his", Status.FAIL, f"adapter {adapter}: {describe_error(exc)}")
+    finally:
+        source.close()
+    seen = "visits completed in the last hour" if recent else "no visit completed in the last hour"
+    return CheckResult("his", Status.OK, f"adapter {adapter}: reachable, listing works ({seen})")
+
+
+# ----------------------------------------------------------------------------------------- ledger
+
+
+def check_ledger(settings: Settings, *, engine: Engine | None = None) -> CheckResult:
+    from worker.bootstrap import ledger_engine  # noqa: PLC0415  # keeps this module light to import
+    from worker.ledger import migrate  # noqa: PLC0415  # alembic is only needed here
+
+    own = engine is None
+    engine = engine or ledger_engine(settings)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        current, head = migrate.current_revision(engine), migrate.head_revision()
+    except Exception as exc:  # reported as FAIL
+        return CheckResult("ledger", Status.FAIL, f"{engine.dialect.name}: {describe_error(exc)}")
+    finally:
+        if own:
+            engine.dispose()
+    if current != head:
+        return CheckResult(
+            "ledger",
+            Status.FAIL,
+            f"{engine.dialect.name}: schema at {current or '(empty)'}, newest is {head}: "
+            "run `vneid-sync db upgrade`",
+        )
+    return CheckResult("ledger", Status.OK, f"{engine.dialect.name}: connected, schema at {current}")
+
+
+# ----------------------------------------------------------------------------------------- broker
+
+
+def check_broker(settings: Settings, *, timeout_s: float = 5.0) -> CheckResult:
+    from kombu.connection import Connection  # noqa: PLC0415  # only the broker check needs kombu
+
+    url = settings.broker_url
+    scheme = url.split("://", 1)[0]
+    password = settings.broker.password.get_secret_value() if settings.broker.password else None
+    try:
+        with Connection(  # type: ignore[no-untyped-call]  # kombu is unannotated
+            url,
+            password=password,
+            connect_timeout=timeout_s,
+            transport_options={"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s},
+        ) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout_s)
+            driver = conn.transport.driver_name
+    except Exception as exc:  # reported as FAIL
+        return CheckResult("broker", Status.FAIL, f"{scheme}: {describe_error(exc)}")
+    return CheckResult("broker", Status.OK, f"{scheme}: connected ({driver})")
+
+
+# ------------------------------------------------------------------------------ gateway and clock
+
+
+@dataclass(frozen=True, slots=True)
+class TokenProbe:
+    """The answer of one ``POST /api/token/take``: classified, plus the gateway's clock."""
+
+    ok: bool
+    outcome: str
+    http_status: int | None
+    ma_ket_qua: str | None
+    server_date: datetime | None  # the HTTP Date header
+    local_midpoint: datetime  # our clock half-way through the call
+    error: str | None = None
+
+
+def probe_token(
+    name: str, destination: DestinationSettings, *, facility_code: str, timeout_s: float = PROBE_TIMEOUT_S
+) -> TokenProbe:
+    """Take a token the way the gateway client does (same config, paths, password hash and classification).
+
+    Written against ``adapters.gateway.bhxh`` public helpers because the client keeps its token call private.
+    """
+    from adapters.gateway.bhxh import protocol  # noqa: PLC0415  # loaded on demand
+    from adapters.gateway.bhxh.classify import classify_token_response  # noqa: PLC0415  # idem
+    from adapters.gateway.bhxh.config import BhxhGatewayConfig  # noqa: PLC0415  # idem
+
+    config = BhxhGatewayConfig.from_settings(name, destination, default_facility_code=facility_code)
+    verify: ssl.SSLContext | bool = config.verify_tls
+    if config.verify_tls and config.ca_bundle is not None:
+        verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+    body = protocol.encode_form(
+        {
+            protocol.FIELD_USERNAME: config.username,
+            protocol.FIELD_PASSWORD: protocol.password_md5(config.password.get_secret_value()),
+        }
+    )
+    before = datetime.now(UTC)
+    started = time.monotonic()
+    try:
+        with httpx.Client(
+            base_url=config.base_url, verify=verify, timeout=timeout_s, follow_redirects=False
+        ) as client:
+            response = client.post(
+                config.token_path, content=body, headers={"Content-Type": protocol.FORM_CONTENT_TYPE}
+            )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return TokenProbe(False, "transport", None, None, None, before, describe_error(exc))
+    midpoint = before + timedelta(seconds=(time.monotonic() - started) / 2)
+    answer = classify_token_response(response.status_code, response.content, now=datetime.now(UTC))
+    failure = answer.failure
+    return TokenProbe(
+        ok=answer.grant is not None,
+        outcome="accepted" if failure is None else failure.outcome.value,
+        http_status=response.status_code,
+        ma_ket_qua=failure.ma_ket_qua if failure is not None else "200",
+        server_date=_http_date(response.headers.get("Date")),
+        local_midpoint=midpoint,
+    )
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def judge_token(name: str, probe: TokenProbe) -> CheckResult:
+    check = f"gateway token ({name})"
+    if probe.ok:
+        return CheckResult(check, Status.OK, f"token issued (HTTP {probe.http_status})")
+    if probe.error is not None:
+        return CheckResult(check, Status.FAIL, f"unreachable: {probe.error}")
+    return CheckResult(
+        check,
+        Status.FAIL,
+        f"refused: {probe.outcome}, HTTP {probe.http_status}, maKetQua {probe.ma_ket_qua or '-'}"
+        + (" — check the account, password and facility code" if probe.outcome == "config" else ""),
+    )
+
+
+def judge_clock(name: str, probe: TokenProbe, *, max_skew: timedelta = MAX_CLOCK_SKEW) -> CheckResult:
+    check = f"clock skew ({name})"
+    if probe.error is not None:
+        return CheckResult(check, Status.WARN, "unknown: the gateway did not answer")
+    if probe.server_date is None:
+        return CheckResult(check, Status.WARN, "unknown: the gateway sent no Date header")
+    skew = (probe.server_date - probe.local_midpoint).total_seconds()
+    # The Date header has a resolution of one second: differences below that are noise.
+    detail = f"{skew:+.0f} s against the gateway's clock"
+    if abs(skew) > max_skew.total_seconds():
+        return CheckResult(
+            check, Status.WARN, detail + f" (over {max_skew.total_seconds():.0f} s: check NTP)"
+        )
+    return CheckResult(check, Status.OK, detail)
+
+
+def check_gateways(settings: Settings, *, max_skew: timedelta = MAX_CLOCK_SKEW) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    for name, destination in settings.destinations.items():
+        if not destination.enabled:
+            continue
+        try:
+            probe = probe_token(name, destination, facility_code=settings.payload.facility_code)
+        except Exception as exc:  # e.g. an unreadable CA bundle: reported as FAIL
+            results.append(CheckResult(f"gateway token ({name})", Status.FAIL, describe_error(exc)))
+            continue
+        results.append(judge_token(name, probe))
+        results.append(judge_clock(name, probe, max_skew=max_skew))
+    if not results:
+        results.append(CheckResult("gateway", Status.FAIL, "no enabled destination is configured"))
+    return results
+
+
+# ------------------------------------------------------------------------------------------ all
+
+
+def run_checks(
+    settings: Settings,
+    *,
+    skip: Sequence[str] = (),
+    now: datetime | None = None,
+    max_skew: timedelta = MAX_CLOCK_SKEW,
+    source_factory: Callable[[], EncounterSource] | None = None,
+) -> list[CheckResult]:
+    """Every check not in ``skip`` (names from ``CHECK_NAMES``), in a fixed order."""
+    unknown = sorted(set(skip) - set(CHECK_NAMES))
+    if unknown:
+        raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(CHECK_NAMES)}")
+    moment = now or datetime.now(UTC)
+    results: list[CheckResult] = []
+    if "his" not in skip:
+        results.append(check_his(settings, now=moment, source_factory=source_factory))
+    if "ledger" not in skip:
+        results.append(check_ledger(settings))
+    if "broker" not in skip:
+        results.append(check_broker(settings))
+    if "gateway" not in skip:
+        results.extend(check_gateways(settings, max_skew=max_skew))
+    if "certificate" not in skip:
+        results.append(check_certificate(settings, now=moment))
+    for result in results:
+        log.info("health.check", check=result.name, status=result.status.value)
+    return results
