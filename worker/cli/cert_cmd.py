@@ -118,10 +118,13 @@ def make_test_pki(
     console.print(
         "\n".join(
             (
-                "configure the file key source with:",
-                f"  VNEID_SIGNER__KEY_FILE={files.pkcs12.resolve()}",
+                "configure the file key source with, in the TOML configuration:",
+                "  [signer]",
+                '  source = "file"',
+                f'  key_file = "{files.pkcs12.resolve()}"',
+                f'  trust_store = "{files.ca_certificate.resolve()}"',
+                "and the passphrase as a secret file in the environment:",
                 f"  VNEID_SIGNER__PASSPHRASE_FILE={passphrase_file.resolve()}",
-                f"  VNEID_SIGNER__TRUST_STORE={files.ca_certificate.resolve()}",
             )
         ),
         markup=False,
