@@ -16,7 +16,7 @@ from typing import TypeVar
 import psycopg
 import pymysql
 import sqlalchemy.exc as sa_exc
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from adapters.his.errors import HisQueryError, HisUnavailableError
 from worker.logging import get_logger
@@ -96,7 +96,7 @@ def run_with_retry(
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial_wait_s, max=8.0),
+        wait=wait_exponential(multiplier=initial_wait_s, max=8.0) + wait_random(0, initial_wait_s),
         before_sleep=_before_sleep,
         reraise=True,
     )

@@ -52,8 +52,8 @@ class DemoSchemaError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SeedReport:
-    encounters: int
-    with_defects: int
+    total: int  # encounters written
+    bad: int  # of which carry a deliberate defect
     first_key: str | None
     last_key: str | None
     seconds: float
@@ -92,19 +92,39 @@ def derived_first_cost(encounter: Encounter) -> FirstCost | None:
     return min(candidates, key=lambda item: item[:3])[3] if candidates else None
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _set_fields(record: object) -> set[str]:
     """Names of the fields of a section record that hold a value."""
-    return {fld.name for fld in fields(record) if getattr(record, fld.name) is not None}  # type: ignore[arg-type]  # records are dataclasses
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(fld.name for fld in fields(record))  # type: ignore[arg-type]  # records are dataclasses
+    return {name for name in names if getattr(record, name) is not None}
 
 
-def _stored(pairs: schema.FieldColumns) -> set[str]:
-    return {field.lower() for _, field in pairs}
+def _stored(pairs: schema.FieldColumns) -> frozenset[str]:
+    return frozenset(field.lower() for _, field in pairs)
 
 
-def _require_stored(section: str, record: object, stored: set[str]) -> None:
+def _require_stored(section: str, record: object, stored: frozenset[str]) -> None:
     extra = sorted(_set_fields(record) - stored)
     if extra:
         raise DemoSchemaError(f"{section}.{extra[0]}: the demo HIS has no column for this field")
+
+
+_PATIENT_STORED = _stored(schema.PATIENT_COLUMNS) | _stored(schema.VISIT_CARD_COLUMNS) | _PATIENT_SPECIAL
+_VISIT_STORED = _stored(schema.VISIT_COLUMNS) | _VISIT_SPECIAL
+#: Section → the field that names its department (written as a department id), if any.
+_DEPARTMENT_FIELD = {"drug_lines": "ma_khoa", "service_lines": "ma_khoa", "discharge_papers": "ma_khoa_rv"}
+_SECTION_STORED = {
+    section: _stored(pairs) | ({_DEPARTMENT_FIELD[section]} if section in _DEPARTMENT_FIELD else frozenset())
+    for section, (_, pairs) in schema.SECTION_TABLES.items()
+}
+_LOWER_PAIRS = {
+    section: tuple((column, field.lower()) for column, field in pairs)
+    for section, (_, pairs) in schema.SECTION_TABLES.items()
+}
 
 
 class DemoWriter:
@@ -196,12 +216,8 @@ class DemoWriter:
         if encounter.first_cost != derived_first_cost(encounter):
             raise DemoSchemaError("first_cost: the demo HIS derives it from the earliest order")
         patient, visit = encounter.patient, encounter.visit
-        _require_stored(
-            "patient",
-            patient,
-            _stored(schema.PATIENT_COLUMNS) | _stored(schema.VISIT_CARD_COLUMNS) | _PATIENT_SPECIAL,
-        )
-        _require_stored("visit", visit, _stored(schema.VISIT_COLUMNS) | _VISIT_SPECIAL)
+        _require_stored("patient", patient, _PATIENT_STORED)
+        _require_stored("visit", visit, _VISIT_STORED)
         if visit.ma_cskcb != self.facility_code:
             raise DemoSchemaError("visit.ma_cskcb: the demo HIS serves one facility (the configured code)")
         if visit.ma_khoa is not None and ";" in visit.ma_khoa:
@@ -252,22 +268,18 @@ class DemoWriter:
         )
         out["visits"].append(visit_row)
 
-        for section, (table, pairs) in schema.SECTION_TABLES.items():
+        for section, (table, _) in schema.SECTION_TABLES.items():
             value = getattr(encounter, section)
             records = value if isinstance(value, tuple) else ((value,) if value is not None else ())
-            department_field = {
-                "drug_lines": "ma_khoa",
-                "service_lines": "ma_khoa",
-                "discharge_papers": "ma_khoa_rv",
-            }.get(section)
-            stored = _stored(pairs) | ({department_field} if department_field else set())
+            department_field = _DEPARTMENT_FIELD.get(section)
+            numbered = "line_no" in table.c
             for line_no, record in enumerate(records, start=1):
-                _require_stored(section, record, stored)
+                _require_stored(section, record, _SECTION_STORED[section])
                 row: dict[str, object] = {
-                    column: _db_value(getattr(record, field.lower())) for column, field in pairs
+                    column: _db_value(getattr(record, field)) for column, field in _LOWER_PAIRS[section]
                 }
                 row.update(id=self._take_id(table), visit_id=visit_id)
-                if "line_no" in table.c:
+                if numbered:
                     row["line_no"] = line_no
                 if department_field:
                     row["department_id"] = self._department_id(
@@ -334,7 +346,7 @@ def writer_engine(url: str) -> Engine:
     return sa.create_engine(parsed)
 
 
-def seed(
+def seed_demo_his(
     url: str,
     *,
     encounters: int,
