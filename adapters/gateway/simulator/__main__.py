@@ -12,6 +12,7 @@ from pathlib import Path
 
 from adapters.gateway.simulator.config import Account, resolve_config
 from adapters.gateway.simulator.server import serve, server_tls_context
+from worker.logging import configure_logging
 
 FAULT_OPTIONS = {
     "--fault-5xx": "http_5xx",
@@ -58,6 +59,7 @@ def parse_account(text: str) -> Account:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = parse_arguments(argv)
+    configure_logging("INFO", "auto")  # to stderr: stdout carries the announcement only
     overrides = {
         name: getattr(arguments, name)
         for name in (*FAULT_OPTIONS.values(), "seed", "max_faults")

@@ -36,6 +36,9 @@ class SimulatorAdmin:
     def reset(self) -> None:
         self._post("/_sim/reset", {})
 
+    def faults(self) -> dict[str, Any]:
+        return self._get("/_sim/faults")
+
     def set_faults(self, faults: FaultConfig | None = None, **settings: Any) -> dict[str, Any]:
         """Replace the fault configuration (``FaultConfig`` or its fields as keywords; none: no faults)."""
         data = faults.to_dict() if faults is not None else FaultConfig.from_mapping(settings).to_dict()

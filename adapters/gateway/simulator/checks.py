@@ -296,8 +296,12 @@ class SignatureVerifier:
         self._binary = ""
         self._trusted: list[str] = []
         self._in_process: Callable[..., Any] | None = None
+        self._rejections: tuple[type[Exception], ...] = (ValueError,)
         if using == "signers":
             self._in_process = importlib.import_module("adapters.signers.verification").verify
+            errors = importlib.import_module("adapters.signers.errors")
+            names = ("InvalidSignatureError", "SignatureInvalid")  # its name changed while it was written
+            self._rejections += tuple(getattr(errors, name) for name in names if hasattr(errors, name))
             return
         binary = xmlsec1 or shutil.which("xmlsec1")
         if binary is None:
@@ -313,7 +317,7 @@ class SignatureVerifier:
         if self._in_process is not None:
             try:
                 self._in_process(document, self._trust_store)
-            except ValueError:  # adapters.signers.errors.SignatureInvalid is a ValueError
+            except self._rejections:
                 return False
             return True
         return self._verify_with_xmlsec1(document)

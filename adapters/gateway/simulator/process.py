@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import selectors
+import queue
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -28,8 +28,6 @@ class SimulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout_s)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
         return self.process.returncode
 
     def __enter__(self) -> SimulatorProcess:
@@ -68,7 +66,7 @@ def spawn_simulator(
         stdout=subprocess.PIPE,
         text=True,  # stderr inherited: startup errors stay visible
     )
-    url = _read_announcement(process, startup_timeout_s)
+    url = read_announcement(process, startup_timeout_s)
     if url is None:
         process.kill()
         process.wait()
@@ -76,17 +74,27 @@ def spawn_simulator(
     return SimulatorProcess(process, url)
 
 
-def _read_announcement(process: subprocess.Popen[str], timeout_s: float) -> str | None:
+def read_announcement(process: subprocess.Popen[str], timeout_s: float) -> str | None:
+    """The URL the child announces on stdout, or ``None`` (it ended, or ``timeout_s`` passed).
+
+    A daemon thread reads the pipe — a text pipe's own buffering defeats ``select`` — and keeps draining it
+    after the announcement, so a chatty child never blocks on a full pipe.
+    """
     assert process.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not selector.select(remaining):
-                continue
-            line = process.stdout.readline()
-            if not line:  # the process ended
-                return None
-            if line.startswith(LISTENING_PREFIX):
-                return line[len(LISTENING_PREFIX) :].strip()
-    return None
+    stdout = process.stdout
+    found: queue.Queue[str | None] = queue.Queue()
+
+    def drain() -> None:
+        announced = False
+        for line in stdout:
+            if not announced and line.startswith(LISTENING_PREFIX):
+                announced = True
+                found.put(line[len(LISTENING_PREFIX) :].strip())
+        if not announced:
+            found.put(None)
+
+    threading.Thread(target=drain, name="simulator-stdout", daemon=True).start()
+    try:
+        return found.get(timeout=timeout_s)
+    except queue.Empty:
+        return None

@@ -116,6 +116,20 @@ def make_pki(directory: Path, *, label: str = "TEST", server_ip: str | None = No
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
     )
+    builder = builder.add_extension(
+        x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=server_ip is None,
+            key_encipherment=server_ip is not None,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=False,
+            crl_sign=False,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
     if server_ip is not None:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(IPv4Address(server_ip))]), critical=False

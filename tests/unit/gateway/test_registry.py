@@ -36,7 +36,10 @@ def test_config_from_settings_fills_facility_and_province() -> None:
     config = BhxhGatewayConfig.from_settings("bhxh", destination, default_facility_code="01001")
     assert (config.facility_code, config.province_code) == ("01001", "01")
     assert config.base_url == "https://daotaoegw.example.invalid"
-    assert (config.checkin_path, config.send_path) == ("/api/qd130/checkInKcbQd4750", "/api/qd130/guiHoSoXmlQD4750")
+    assert (config.checkin_path, config.send_path) == (
+        "/api/qd130/checkInKcbQd4750",
+        "/api/qd130/guiHoSoXmlQD4750",
+    )
     assert config.timeout_s == 12
     assert "password" not in repr(config)
     explicit = DestinationSettings(facility_code="79999", province_code="80")
