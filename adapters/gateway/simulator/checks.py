@@ -4,10 +4,12 @@ detection (``MA_LK``, content hash).
 
 Each check sits behind one function, so swapping an implementation is one line:
 
-- ``structure_issues``: ``schemas.validate_envelope_bytes(document, profile)`` for ``GIAMDINHHS`` once that
-  function exists in ``schemas``; until then (and for the XML0 check-in) a minimal check of DOMAIN.md §3.2/§3.3.
+- ``structure_issues``: with ``structure_check="schemas"`` (the default ``auto`` picks it when the payload layer
+  is importable) the XSDs and business rules of ``schemas.validate_envelope_bytes`` / ``validate_document``;
+  with ``"minimal"`` only the fixed frame of DOMAIN.md §3.2/§3.3 (for hand-made test files). Both require
+  the ``Signature`` inside ``CHUKYDONVI``.
 - ``decode_tables`` / ``claim_content_hash``: ``schemas.decode_envelope`` / ``schemas.content_hash_of_envelope``
-  when present, else the local equivalents.
+  when present (so the simulator's content hash equals the ledger's), else local equivalents.
 - ``SignatureVerifier``: ``xmlsec1 --verify`` (the reference verifier of DOMAIN.md §10.6), independent of the
   code that signs — a simulator that verified with our own signer's code could not catch its bugs.
 
@@ -135,15 +137,29 @@ def resolve_structure_check(choice: StructureCheck) -> Literal["schemas", "minim
 def structure_issues(
     document: bytes, root: Any, variant: str, check: Literal["schemas", "minimal"]
 ) -> list[str]:
-    """Problems with the document's structure; empty when valid. XML0 always gets the minimal check."""
-    validate = _schemas_function("validate_envelope_bytes") if check == "schemas" else None
-    if validate is not None and root.tag == protocol.ROOT_CLAIM:
-        profile = Profile.QD3176 if variant == "3176" else Profile.QD4750
-        return [str(issue) for issue in validate(document, profile) if _is_error(issue)]
-    return minimal_structure_issues(root)
+    """Problems with the document's structure; empty when valid. Either way the signature must be there."""
+    if check == "minimal":
+        return minimal_structure_issues(root)
+    profile = Profile.QD3176 if variant == "3176" else Profile.QD4750
+    if root.tag == protocol.ROOT_CLAIM:
+        validate_envelope = _schemas_function("validate_envelope_bytes")
+        assert validate_envelope is not None  # resolve_structure_check made sure
+        found = validate_envelope(document, profile)
+    else:
+        validate_document = _schemas_function("validate_document")
+        found = validate_document("XML0", document, profile) if validate_document else _checkin_issues(root)
+    return [_describe(issue) for issue in found if _is_error(issue)] + _signature_slot_issues(root)
+
+
+def _describe(issue: Any) -> str:
+    """``location: message`` of a schemas Issue (which never quotes content), or the string itself."""
+    location, message = getattr(issue, "location", None), getattr(issue, "message_vi", None)
+    return f"{location}: {message}" if location and message else str(issue)
 
 
 def _is_error(issue: Any) -> bool:
+    if isinstance(issue, str):
+        return True
     severity = getattr(issue, "severity", "error")
     return str(getattr(severity, "value", severity)).lower() not in ("warning", "info")
 
