@@ -21,6 +21,7 @@ from tests.services import unavailable
 AWAITED = {
     "metrics": "the Prometheus exporter command",
     "health": "the health-check command",
+    "alerts": "the alert-check command group",
     "simulator serve": "the gateway simulator command",
     "flower --address": "Flower's listen address (the command binds 127.0.0.1, unreachable in a container)",
 }

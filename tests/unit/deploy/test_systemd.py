@@ -28,8 +28,9 @@ SERVICES = [
     "vneid-sync-flower.service",
     "vneid-sync-metrics.service",
     "vneid-sync-backfill.service",
+    "vneid-sync-alerts.service",
 ]
-TIMERS = ["vneid-sync-backfill.timer"]
+TIMERS = ["vneid-sync-backfill.timer", "vneid-sync-alerts.timer"]
 #: What `systemctl enable` would start: templates are verified through an instance.
 VERIFIED_AS = {"vneid-sync-worker@.service": ["vneid-sync-worker@submission.service"]}
 HARDENING = {
@@ -66,7 +67,7 @@ def test_the_unit_set_is_complete() -> None:
 def test_services_are_sandboxed_and_restart(unit: str) -> None:
     for key, expected in HARDENING.items():
         assert expected in _values(unit, key), f"{unit}: {key}={expected}"
-    if unit != "vneid-sync-backfill.service":  # a oneshot is restarted by its timer, not by systemd
+    if _values(unit, "Type") != ["oneshot"]:  # a oneshot is run again by its timer, not restarted
         assert _values(unit, "Restart") == ["on-failure"]
     for exec_start in _values(unit, "ExecStart"):
         assert exec_start.startswith(EXECUTABLE + " "), unit
@@ -139,6 +140,14 @@ def test_backfill_walks_from_the_legal_start_quietly_then_reports_coverage() -> 
     assert _values(timer, "Unit") == [unit]
     assert _values(timer, "Persistent") == ["true"]
     assert _values(timer, "OnCalendar")
+
+
+def test_alert_check_runs_periodically_and_firing_is_not_a_unit_failure() -> None:
+    unit = "vneid-sync-alerts.service"
+    (exec_start,) = _values(unit, "ExecStart")
+    assert check(exec_start.split()[1:], unit).path == ("alerts", "check")
+    assert _values(unit, "SuccessExitStatus") == ["1"]
+    assert _values("vneid-sync-alerts.timer", "OnUnitActiveSec")
 
 
 def test_systemd_analyze_verify_accepts_every_unit(tmp_path: Path) -> None:
