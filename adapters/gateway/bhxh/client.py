@@ -96,6 +96,7 @@ class BhxhGateway:
             ),
             headers={"User-Agent": f"vneid-sync/{__version__}"},
             follow_redirects=False,
+            trust_env=config.trust_env,
             transport=transport,
         )
         if not config.verify_tls:

@@ -27,6 +27,7 @@ class BhxhGatewayConfig:
     connect_timeout_s: float = 10.0
     rate_per_s: float = 20.0
     max_connections: int = 4
+    trust_env: bool = True  # honour HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE, as hospital networks may need
     # Retries inside one submit call, for transient failures only: few and short. The caller's task retry
     # (Celery, with backoff up to an hour) does the long waiting.
     transient_attempts: int = 3

@@ -15,7 +15,10 @@ class SimulatorAdmin:
     def __init__(
         self, base_url: str, *, verify: ssl.SSLContext | bool = True, timeout_s: float = 10.0
     ) -> None:
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), verify=verify, timeout=timeout_s)
+        # trust_env off: a proxy named in the environment must not intercept calls to a local simulator
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), verify=verify, timeout=timeout_s, trust_env=False
+        )
 
     def health(self) -> dict[str, Any]:
         return self._get("/_sim/health")

@@ -76,6 +76,7 @@ def gateway_config(base_url: str, **overrides: Any) -> BhxhGatewayConfig:
         "rate_per_s": 1000.0,
         "retry_initial_wait_s": 0.0,
         "retry_max_wait_s": 0.0,
+        "trust_env": False,  # loopback only, whatever proxy the environment names
     }
     return BhxhGatewayConfig(**(values | overrides))
 
