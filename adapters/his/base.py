@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.checks import CheckReport
+from adapters.his.errors import AdapterError
 from adapters.his.options import CommonOptions
 from adapters.his.paging import After, KeysetPager, discovery_lower_bound
 from adapters.his.timeconv import parse_his_time
@@ -96,12 +97,24 @@ class SqlEncounterSource(ABC):
         return (self.ref(row) for row in pager)
 
     def load(self, his_key: str) -> Encounter | None:
-        return self._read("load", lambda conn: self._load(conn, his_key))
+        return self._read(f"load {his_key}", lambda conn: self._load(conn, his_key))
 
     def close(self) -> None:
         self.engine.dispose()
 
     # -- shared helpers ---------------------------------------------------------------------------------
+    def check_loads(self, report: CheckReport, keys: Sequence[str]) -> None:
+        """Load each sampled encounter; the same failure on many encounters is reported once, with a count."""
+        failures: dict[str, list[str]] = {}
+        for key in keys:
+            try:
+                self.load(key)
+                report.loaded += 1
+            except AdapterError as exc:
+                failures.setdefault(str(exc).replace(key, "<key>"), []).append(key)
+        for message, failed in failures.items():
+            report.error("load", f"{message} — {len(failed)} of {len(keys)} sampled, e.g. {failed[0]}")
+
     def _read(self, operation: str, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a fresh pooled connection in one (read-only) transaction, with retries."""
 

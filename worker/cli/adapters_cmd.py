@@ -44,7 +44,8 @@ def _print_report(report: CheckReport) -> None:
     errors = sum(1 for finding in report.findings if finding.level is Level.ERROR)
     verdict = "[bold green]ok[/]" if report.ok else f"[bold red]{errors} error(s)[/]"
     console.print(
-        f"{report.adapter}: {verdict} — {report.sampled} encounter(s) sampled, {report.loaded} loaded", highlight=False
+        f"{report.adapter}: {verdict} — {report.sampled} encounter(s) sampled, {report.loaded} loaded",
+        highlight=False,
     )
 
 
@@ -52,9 +53,12 @@ def _print_report(report: CheckReport) -> None:
 def check(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML configuration file (same as the global --config).")
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (same as the global --config)."),
     ] = None,
-    sample: Annotated[int, typer.Option("--sample", min=1, max=1000, help="Encounters to load as a sample.")] = 20,
+    sample: Annotated[
+        int, typer.Option("--sample", min=1, max=1000, help="Encounters to load as a sample.")
+    ] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Run the configured adapter's queries against the live HIS (read-only, on a sample) and report bad SQL,

@@ -18,10 +18,12 @@ def seed(
     ctx: typer.Context,
     encounters: Annotated[int, typer.Option("--encounters", "-n", min=1, help="Encounters to add.")] = 300,
     url: Annotated[
-        str | None, typer.Option("--url", help="SQLAlchemy URL of the demo HIS; default: the settings' his URL.")
+        str | None,
+        typer.Option("--url", help="SQLAlchemy URL of the demo HIS; default: the settings' his URL."),
     ] = None,
     bad_share: Annotated[
-        float, typer.Option("--bad-share", min=0.0, max=1.0, help="Share of encounters with a deliberate defect.")
+        float,
+        typer.Option("--bad-share", min=0.0, max=1.0, help="Share of encounters with a deliberate defect."),
     ] = 0.05,
     since: Annotated[
         datetime, typer.Option("--since", formats=["%Y-%m-%d"], help="First visit day.")
@@ -29,7 +31,9 @@ def seed(
     until: Annotated[
         datetime | None, typer.Option("--until", formats=["%Y-%m-%d"], help="Last visit day; default today.")
     ] = None,
-    random_seed: Annotated[int | None, typer.Option("--seed", help="Random seed, for a repeatable HIS.")] = None,
+    random_seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed, for a repeatable HIS.")
+    ] = None,
 ) -> None:
     """Create the reference HIS schema if needed and add synthetic encounters (SQLite, PostgreSQL, MariaDB)."""
     from adapters.his.demo.seed import seed_demo_his  # noqa: PLC0415  # keeps `--help` fast

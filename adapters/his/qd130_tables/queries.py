@@ -116,7 +116,8 @@ def completed_clause(xml1: BoundTable, options: Qd130TablesOptions) -> sa.Column
 
 
 def changed_column(xml1: BoundTable, options: Qd130TablesOptions) -> sa.Column[Any]:
-    return xml1.columns.get(CHANGED) or xml1.columns[options.completion_time_field]
+    changed = xml1.columns.get(CHANGED)
+    return changed if changed is not None else xml1.columns[options.completion_time_field]
 
 
 def _listing(xml1: BoundTable, options: Qd130TablesOptions) -> sa.Select[Any]:

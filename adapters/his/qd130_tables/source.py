@@ -211,9 +211,4 @@ class Qd130TablesSource(SqlEncounterSource):
         report.sampled = len(keys)
         if not keys:
             report.warning("XML1", "no completed encounter found")
-        for key in keys:
-            try:
-                self.load(key)
-                report.loaded += 1
-            except AdapterError as exc:
-                report.error("load", str(exc))
+        self.check_loads(report, keys)

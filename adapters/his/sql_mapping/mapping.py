@@ -136,15 +136,11 @@ def load_mapping(path: Path) -> MappingFile:
         raw_text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(f"cannot read the mapping file ({type(exc).__name__})", file=path) from exc
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(raw_text)
-        else:
-            data = tomllib.loads(raw_text)
+        data = yaml.safe_load(raw_text) if is_yaml else tomllib.loads(raw_text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise MappingError(
-            f"not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {exc}", file=path
-        ) from exc
+        raise MappingError(f"not valid {'YAML' if is_yaml else 'TOML'}: {exc}", file=path) from exc
     if not isinstance(data, dict):
         raise MappingError("the file must hold a table/mapping at the top level", file=path)
     try:

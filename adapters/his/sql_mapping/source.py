@@ -210,12 +210,7 @@ class SqlMappingSource(SqlEncounterSource):
         for name, section in self.mapping.sections.items():
             if section.sql is not None:
                 self._check_section(report, name, section, keys or [""])
-        for key in keys:
-            try:
-                self.load(str(key))
-                report.loaded += 1
-            except AdapterError as exc:
-                report.error("load", str(exc))
+        self.check_loads(report, [str(key) for key in keys])
         return report
 
     def _check_encounters(self, report: CheckReport, sample: int) -> list[object] | None:

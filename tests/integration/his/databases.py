@@ -38,7 +38,11 @@ def mariadb_database(scratch_url: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     try:
-        yield base.set(database=name).update_query_dict({"charset": "utf8mb4"}).render_as_string(hide_password=False)
+        yield (
+            base.set(database=name)
+            .update_query_dict({"charset": "utf8mb4"})
+            .render_as_string(hide_password=False)
+        )
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")

@@ -23,12 +23,19 @@ def sample_encounters(count_per_kind: int = 1, *, first: int = 1) -> list[Encoun
     """Every kind of visit and every defect, on distinct days of February 2026."""
     rng = random.Random(130)
     plan: list[tuple[Kind, Defect | None]] = [(kind, None) for kind in Kind for _ in range(count_per_kind)]
-    plan += [(Kind.INPATIENT_REFERRAL if index % 2 else Kind.OUTPATIENT_EXAM, defect) for index, defect in enumerate(Defect)]
+    plan += [
+        (Kind.INPATIENT_REFERRAL if index % 2 else Kind.OUTPATIENT_EXAM, defect)
+        for index, defect in enumerate(Defect)
+    ]
     result = []
     for offset, (kind, defect) in enumerate(plan):
         number = first + offset
         start = datetime(2026, 2, 1, 8, 15, tzinfo=VIETNAM_TZ) + timedelta(days=offset, minutes=7 * offset)
-        result.append(make_encounter(rng, his_key=f"V{number:07d}", kind=kind, start=start, defect=defect, facility_code=FACILITY))
+        result.append(
+            make_encounter(
+                rng, his_key=f"V{number:07d}", kind=kind, start=start, defect=defect, facility_code=FACILITY
+            )
+        )
     return result
 
 

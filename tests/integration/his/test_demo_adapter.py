@@ -41,9 +41,13 @@ def test_discovery_pages_through_everything_once_in_order(his_url: str) -> None:
         completed = list(source.list_completed(*RANGE))
     keys = sorted(encounter.his_key for encounter in written)
     assert sorted(ref.his_key for ref in refs) == keys  # each exactly once across page boundaries
-    assert [(ref.changed_at, ref.his_key) for ref in refs] == sorted((ref.changed_at, ref.his_key) for ref in refs)
+    assert [(ref.changed_at, ref.his_key) for ref in refs] == sorted(
+        (ref.changed_at, ref.his_key) for ref in refs
+    )
     assert sorted(ref.his_key for ref in completed) == keys
-    assert [(ref.completed_at, ref.his_key) for ref in completed] == sorted((r.completed_at, r.his_key) for r in completed)
+    assert [(ref.completed_at, ref.his_key) for ref in completed] == sorted(
+        (r.completed_at, r.his_key) for r in completed
+    )
     by_key = {encounter.his_key: encounter for encounter in written}
     for ref in refs:
         encounter = by_key[ref.his_key]
@@ -87,7 +91,11 @@ def test_an_updated_encounter_is_rediscovered_with_its_new_content(his_url: str)
     with demo_source(his_url, watermark_overlap_minutes=0) as source:
         watermark = _cursor(source)
         changed = (watermark.changed_at + timedelta(hours=1)).astimezone(VIETNAM_TZ).replace(tzinfo=None)
-        visit_id = sa.select(schema.visits.c.id).where(schema.visits.c.visit_code == target.his_key).scalar_subquery()
+        visit_id = (
+            sa.select(schema.visits.c.id)
+            .where(schema.visits.c.visit_code == target.his_key)
+            .scalar_subquery()
+        )
         execute(
             his_url,
             schema.visits.update()
@@ -104,7 +112,8 @@ def test_an_updated_encounter_is_rediscovered_with_its_new_content(his_url: str)
         loaded = source.load(target.his_key)
     # At or after the watermark: the watermark's own row again (>=) and the updated encounter.
     assert [ref.his_key for ref in rediscovered] == [watermark.his_key, target.his_key]
-    assert loaded is not None and loaded != target
+    assert loaded is not None
+    assert loaded != target
     assert loaded.visit.chan_doan_rv == "Chẩn đoán đã sửa"
     assert loaded.drug_lines[0].so_luong == 99
 
@@ -114,11 +123,15 @@ def test_deleted_cancelled_or_reopened_encounters_load_as_none(his_url: str) -> 
     write(his_url, written)
     deleted, cancelled, reopened = (encounter.his_key for encounter in written[:3])
     visits = schema.visits
-    execute(his_url, visits.update().where(visits.c.visit_code == deleted).values(deleted_at=datetime(2026, 3, 1)))
+    execute(
+        his_url, visits.update().where(visits.c.visit_code == deleted).values(deleted_at=datetime(2026, 3, 1))
+    )
     execute(his_url, visits.update().where(visits.c.visit_code == cancelled).values(status="CANCELLED"))
     execute(
         his_url,
-        visits.update().where(visits.c.visit_code == reopened).values(status="OPEN", discharged_at=None, paid_at=None),
+        visits.update()
+        .where(visits.c.visit_code == reopened)
+        .values(status="OPEN", discharged_at=None, paid_at=None),
     )
     with demo_source(his_url) as source:
         for key in (deleted, cancelled, reopened):
@@ -135,7 +148,9 @@ def test_completion_rule_is_configurable(his_url: str) -> None:
     unpaid = written[0]
     execute(
         his_url,
-        schema.visits.update().where(schema.visits.c.visit_code == unpaid.his_key).values(paid_at=None, status="DISCHARGED"),
+        schema.visits.update()
+        .where(schema.visits.c.visit_code == unpaid.his_key)
+        .values(paid_at=None, status="DISCHARGED"),
     )
     everyone = {encounter.his_key for encounter in written}
     with demo_source(his_url) as by_discharge:
@@ -155,9 +170,9 @@ def test_the_adapter_connection_cannot_write(his_url: str) -> None:
     write(his_url, written)
     key = written[0].his_key
     with demo_source(his_url) as source:
-        with pytest.raises(sa.exc.DBAPIError) as refused, source.engine.connect() as conn:
-            conn.execute(schema.visits.update().where(schema.visits.c.visit_code == key).values(status="CANCELLED"))
-            conn.commit()
+        update = schema.visits.update().where(schema.visits.c.visit_code == key).values(status="CANCELLED")
+        with source.engine.connect() as conn, pytest.raises(sa.exc.DBAPIError) as refused:
+            conn.execute(update)
         assert source.load(key) == written[0]
     # The database's own read-only refusal, not some other failure.
     message = str(refused.value.orig).lower()
