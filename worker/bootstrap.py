@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from schemas.options import PayloadOptions
+from schemas import PayloadOptions
 from worker.config import PayloadSettings, Settings
 from worker.ledger.db import create_ledger_engine
 from worker.pipeline.context import Pipeline
@@ -34,12 +34,12 @@ def build_pipeline(settings: Settings) -> Pipeline:
     def source() -> EncounterSource:
         from adapters.his.registry import create_source  # noqa: PLC0415  # a process loads only the adapters it uses
 
-        return create_source(settings.his, facility_code=settings.payload.facility_code, url=settings.his_url)
+        return create_source(settings.his, settings.payload.facility_code, url=settings.his_url)
 
     def signer() -> Signer:
-        from adapters.signers.registry import create_signer  # noqa: PLC0415  # a process loads only the adapters it uses
+        from adapters.signers.registry import process_signer  # noqa: PLC0415  # a process loads only the adapters it uses
 
-        return create_signer(settings.signer)
+        return process_signer(settings.signer)
 
     def gateways() -> dict[str, Gateway]:
         from adapters.gateway.registry import create_gateways  # noqa: PLC0415  # a process loads only the adapters it uses

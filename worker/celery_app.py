@@ -21,9 +21,14 @@ BACKFILL_QUEUE = "backfill"
 def celery_config(settings: Settings) -> dict[str, Any]:
     delivery = settings.delivery
     broker_url = settings.broker_url
-    transport_options: dict[str, Any] = {"visibility_timeout": settings.broker.visibility_timeout_s}
-    if broker_url.startswith("redis"):
-        transport_options.update(socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=True)
+    transport_options: dict[str, Any] = {}
+    if broker_url.startswith(("redis", "rediss")):
+        # Redis redelivers an unacked message after the visibility timeout: it must outlast any countdown.
+        transport_options = {"visibility_timeout": settings.broker.visibility_timeout_s, "socket_timeout": 10,
+                             "socket_connect_timeout": 5, "retry_on_timeout": True}  # fmt: skip
+    elif broker_url.startswith("sqla+sqlite"):
+        # The embedded broker shares one SQLite file between processes: wait for its lock instead of failing.
+        transport_options = {"connect_args": {"timeout": 30}}
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,

@@ -273,8 +273,15 @@ class Settings(BaseSettings):
         return self.his.url or f"sqlite:///{(self.data_dir / 'demo-his.sqlite3').resolve()}"
 
 
+#: Short names accepted for the two URLs people set most (``VNEID_BROKER_URL=redis://…``).
+ENV_ALIASES = {"VNEID_BROKER_URL": "VNEID_BROKER__URL", "VNEID_DATABASE_URL": "VNEID_LEDGER__DATABASE_URL"}
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Load settings; ``config_file`` (or ``VNEID_CONFIG``) names an optional TOML file."""
+    for alias, canonical in ENV_ALIASES.items():
+        if os.environ.get(alias) and not os.environ.get(canonical):
+            os.environ[canonical] = os.environ[alias]
     path = config_file or (Path(os.environ["VNEID_CONFIG"]) if os.environ.get("VNEID_CONFIG") else None)
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -139,6 +139,7 @@ class Defect(StrEnum):
     DISCHARGE_BEFORE_ADMISSION = "discharge_before_admission"
     UNKNOWN_VISIT_TYPE = "unknown_visit_type"
     BAD_ICD = "bad_icd"
+    NEWBORN_WITHOUT_BIRTH_TIME = "newborn_without_birth_time"
 
 
 def money(value: Decimal) -> Decimal:
@@ -278,7 +279,7 @@ def make_encounter(
     end = start + (timedelta(days=days - 1, hours=6) if days > 1 else timedelta(hours=2, minutes=10))
     if kind is Kind.NEWBORN:
         born = start - timedelta(days=2)
-        birth = BirthDate(born.year, born.month, born.day)  # birth time unknown: a newborn needs it (§7)
+        birth = BirthDate(born.year, born.month, born.day, 4, 35)  # a newborn needs the full birth time (§7)
     else:
         year = rng.randint(1940, 2020)
         birth = BirthDate(year, rng.randint(1, 12), rng.randint(1, 28))
@@ -475,6 +476,9 @@ def apply_defect(encounter: Encounter, defect: Defect) -> Encounter:
         visit = replace(visit, ma_loai_kcb="77")
     elif defect is Defect.BAD_ICD:
         visit = replace(visit, ma_benh_chinh="XYZ")
+    elif defect is Defect.NEWBORN_WITHOUT_BIRTH_TIME:
+        end = encounter.end_date or date(2026, 1, 1)
+        patient = replace(patient, ngay_sinh=BirthDate(end.year, end.month, end.day))
     return replace(encounter, patient=patient, visit=visit)
 
 

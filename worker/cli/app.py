@@ -6,16 +6,18 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from worker import __version__
 from worker.cli import (
     adapters_cmd,
     cert_cmd,
     config_cmd,
+    coverage_cmd,
     demo_cmd,
+    demo_run_cmd,
     ops_cmd,
     payload_cmd,
     sign_cmd,
@@ -31,7 +33,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (config_cmd, payload_cmd, sign_cmd, cert_cmd, adapters_cmd, demo_cmd, simulator_cmd, ops_cmd):
+for module in (
+    config_cmd,
+    payload_cmd,
+    sign_cmd,
+    cert_cmd,
+    adapters_cmd,
+    demo_cmd,
+    demo_run_cmd,
+    simulator_cmd,
+    ops_cmd,
+    coverage_cmd,
+):
     module.register(app)
 
 
@@ -70,15 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=args, prog_name="vneid-sync", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        # Standalone mode lets typer report usage errors itself (one line + usage, exit 2).
+        command.main(args=args, prog_name="vneid-sync", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ValidationError as exc:
         if debug:
             raise
@@ -89,12 +97,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         return exc.exit_code
+    except SQLAlchemyError as exc:
+        if debug:
+            raise
+        # Never print the statement or its parameters: they can carry personal data.
+        origin = getattr(exc, "orig", None) or exc
+        first_line = str(origin).splitlines()[0] if str(origin) else type(origin).__name__
+        err_console.print(
+            f"error: database: {type(origin).__name__}: {first_line}", markup=False, highlight=False
+        )
+        return 1
     except (OSError, ValueError, RuntimeError) as exc:
         if debug:
             raise
         err_console.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
         return 1
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

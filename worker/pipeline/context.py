@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from schemas.options import PayloadOptions
+from schemas import PayloadOptions
 from worker.config import Settings
 from worker.ports import EncounterSource, Gateway, Signer
 

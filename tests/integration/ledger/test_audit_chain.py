@@ -5,7 +5,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-
 from worker.ledger import audit
 from worker.ledger.audit import AuditEvent
 from worker.ledger.schema import audit_log

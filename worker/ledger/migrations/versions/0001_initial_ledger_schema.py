@@ -102,6 +102,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sa.String(length=100), nullable=True),
+        sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error_code", sa.String(length=100), nullable=True),
         sa.Column("last_error_detail", sa.Text(), nullable=True),
         sa.Column("issues", sa.JSON(), nullable=True),

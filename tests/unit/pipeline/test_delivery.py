@@ -1,0 +1,224 @@
+"""The delivery service on a real SQLite ledger with fake HIS/signer/gateway: states, idempotency, retries."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from sqlalchemy.engine import Engine
+
+from tests.factories import encounter
+from tests.fakes import FakeGateway, FakeSigner, FakeSource
+from worker.bootstrap import payload_options
+from worker.config import load_settings
+from worker.ledger import audit
+from worker.ledger.schema import encounters, evidence, versions
+from worker.ledger.states import State
+from worker.pipeline import delivery, discovery
+from worker.pipeline.context import Pipeline
+from worker.ports import Outcome
+from worker.synthetic import Defect, Kind
+
+T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def certificate() -> x509.Certificate:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bệnh viện thử nghiệm")])
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(T0 - timedelta(days=1))
+        .not_valid_after(T0 + timedelta(days=365)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+
+
+@pytest.fixture
+def world(
+    sqlite_ledger: Engine, certificate: x509.Certificate
+) -> tuple[Pipeline, FakeSource, FakeSigner, FakeGateway]:
+    settings = load_settings(delivery={"max_attempts": 3, "backoff_base_s": 1, "backoff_cap_s": 2})
+    source, signer, gateway = FakeSource(), FakeSigner(certificate), FakeGateway()
+    pipeline = Pipeline(settings=settings, engine=sqlite_ledger, source_factory=lambda: source,
+                        signer_factory=lambda: signer, gateways_factory=lambda: {"bhxh": gateway},
+                        payload_options=payload_options(settings.payload))  # fmt: skip
+    return pipeline, source, signer, gateway
+
+
+def _states(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(encounters.c.ma_lk, encounters.c.state)).tuples().all())
+
+
+def _run(pipeline: Pipeline) -> list[int]:
+    found = discovery.discover(pipeline)
+    delivery.process_versions(pipeline, found.version_ids, owner="test")
+    return found.version_ids
+
+
+def test_happy_path_accepts_and_keeps_the_exact_signed_bytes(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    for index, kind in enumerate(Kind):
+        if kind is not Kind.NEWBORN:
+            source.put(encounter(kind, his_key=str(500 + index)), T0)
+    ids = _run(pipeline)
+    assert set(_states(pipeline.engine).values()) == {State.ACCEPTED}
+    with pipeline.engine.connect() as conn:
+        stored = conn.execute(sa.select(evidence.c.version_id, evidence.c.signed_sha256)).tuples().all()
+        assert audit.verify_chain(conn).ok
+    assert len(stored) == len(ids) == len(gateway.calls)
+    import hashlib
+
+    assert {sha for _, sha in stored} == {hashlib.sha256(call).hexdigest() for call in gateway.calls}
+
+
+def test_processing_twice_sends_nothing_twice(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, signer, gateway = world
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="601"), T0)
+    ids = _run(pipeline)
+    again = delivery.process_versions(pipeline, ids, owner="duplicate-message")
+    assert again.claimed == 0
+    assert len(gateway.calls) == 1
+    assert signer.signed == 1
+    assert discovery.discover(pipeline).version_ids == []  # same change time: nothing new
+
+
+def test_invalid_encounter_is_quarantined_and_the_batch_goes_on(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, _gateway = world
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="701", defect=Defect.TOTALS_MISMATCH), T0)
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="702"), T0)
+    _run(pipeline)
+    states = _states(pipeline.engine)
+    assert states["79999-701"] == State.QUARANTINED
+    assert states["79999-702"] == State.ACCEPTED
+    with pipeline.engine.connect() as conn:
+        issues = conn.execute(
+            sa.select(versions.c.issues).where(versions.c.ma_lk == "79999-701")
+        ).scalar_one()
+    assert issues["errors"]
+    assert all({"table", "field", "rule", "hint"} <= set(issue) for issue in issues["errors"])
+
+
+def test_transient_failures_retry_then_go_dead(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    gateway.script = [Outcome.TRANSIENT] * 3
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="801"), T0)
+    ids = _run(pipeline)
+    assert _states(pipeline.engine)["79999-801"] == State.SUBMITTED
+    for _ in range(2):
+        with pipeline.engine.begin() as conn:
+            conn.execute(sa.update(versions).values(next_attempt_at=None))
+        delivery.process_versions(pipeline, ids, owner="retry")
+    assert _states(pipeline.engine)["79999-801"] == State.DEAD
+    assert len(set(gateway.calls)) == 1  # every attempt sent the same bytes
+
+
+def test_timeout_after_receipt_then_resend_is_accepted_once(world) -> None:  # type: ignore[no-untyped-def]
+    """The gateway stored the file but the answer was lost: the resend is "already received" = accepted."""
+    pipeline, source, _signer, gateway = world
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="901"), T0)
+    original_submit = gateway.submit
+
+    def lose_first_answer(signed: bytes, kind):  # type: ignore[no-untyped-def]
+        receipt = original_submit(signed, kind)
+        gateway.submit = original_submit  # type: ignore[method-assign]
+        return replace(receipt, outcome=Outcome.UNKNOWN, ma_ket_qua=None, ma_giao_dich=None)
+
+    gateway.submit = lose_first_answer  # type: ignore[method-assign]
+    ids = _run(pipeline)
+    with pipeline.engine.begin() as conn:
+        conn.execute(sa.update(versions).values(next_attempt_at=None))
+    result = delivery.process_versions(pipeline, ids, owner="retry")
+    assert result.accepted == 1
+    assert result.duplicates == 1
+    assert len(gateway.received) == 1
+
+
+def test_config_error_stops_the_destination(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    gateway.script = [Outcome.CONFIG]
+    for key in ("1001", "1002", "1003"):
+        source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=key), T0)
+    ids = _run(pipeline)
+    assert len(gateway.calls) == 1
+    assert set(_states(pipeline.engine).values()) == {State.SIGNED}
+    with pipeline.engine.connect() as conn:
+        from worker.ledger import repository as repo
+
+        assert "bhxh" in repo.stopped_destinations(conn)
+    delivery.process_versions(pipeline, ids, owner="while-stopped")
+    assert len(gateway.calls) == 1  # nothing is sent while stopped
+
+
+def test_changed_encounter_becomes_a_new_version(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    original = encounter(Kind.OUTPATIENT_EXAM, his_key="1101")
+    source.put(replace(original, visit=replace(original.visit, ngay_ttoan=None)), T0)
+    _run(pipeline)
+    source.put(original, T0 + timedelta(hours=2))  # NGAY_TTOAN filled after payment
+    _run(pipeline)
+    with pipeline.engine.connect() as conn:
+        rows = conn.execute(sa.select(versions.c.state, versions.c.content_hash).where(
+            versions.c.ma_lk == "79999-1101").order_by(versions.c.id)).all()  # fmt: skip
+    assert [row.state for row in rows] == [State.ACCEPTED, State.ACCEPTED]
+    assert rows[0].content_hash != rows[1].content_hash
+    assert len(gateway.received) == 2
+
+
+def test_touched_but_unchanged_encounter_is_not_resent(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    enc = encounter(Kind.OUTPATIENT_EXAM, his_key="1201")
+    source.put(enc, T0)
+    _run(pipeline)
+    source.put(enc, T0 + timedelta(minutes=5))
+    _run(pipeline)
+    assert len(gateway.calls) == 1
+    assert _states(pipeline.engine)["79999-1201"] == State.ACCEPTED
+
+
+def test_hidden_encounter_is_reported_by_the_sweep(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, _gateway = world
+    enc = encounter(Kind.OUTPATIENT_EXAM, his_key="1301")
+    source.put(enc, T0)
+    _run(pipeline)
+    source.hide("1301")
+    assert enc.completed_at is not None
+    found = discovery.sweep(
+        pipeline, enc.completed_at - timedelta(days=1), enc.completed_at + timedelta(days=1)
+    )
+    assert found.hidden == 1
+    assert _states(pipeline.engine)["79999-1301"] == State.HIDDEN
+
+
+def test_late_commit_is_found_by_the_sweep_not_the_watermark(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, _gateway = world
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1401"), T0 + timedelta(hours=1))
+    _run(pipeline)
+    late = encounter(Kind.OUTPATIENT_EXAM, his_key="1402")
+    source.put(late, T0)  # committed late with an older change time than the watermark
+    assert discovery.discover(pipeline).version_ids == []
+    assert late.completed_at is not None
+    found = discovery.sweep(
+        pipeline, late.completed_at - timedelta(days=1), late.completed_at + timedelta(days=1)
+    )
+    assert len(found.version_ids) == 1
+    delivery.process_versions(pipeline, found.version_ids, owner="sweep")
+    assert _states(pipeline.engine)["79999-1402"] == State.ACCEPTED
+
+
+def test_rejected_answer_keeps_the_gateway_message_in_the_receipt(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+    gateway.script = [Outcome.DATA_ERROR]
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1501"), T0)
+    _run(pipeline)
+    assert _states(pipeline.engine)["79999-1501"] == State.REJECTED
+    with pipeline.engine.connect() as conn:
+        receipt = conn.execute(sa.select(evidence.c.receipt)).scalar_one()
+    assert receipt["thongDiep"] == "error"
+    assert receipt["maKetQua"] == "422"

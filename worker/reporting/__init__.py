@@ -1,0 +1,1 @@
+"""Coverage proof, deadline clocks and reports."""
