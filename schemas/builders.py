@@ -96,19 +96,25 @@ def _raise_on_errors(issues: list[Issue]) -> tuple[Issue, ...]:
     return tuple(kept)
 
 
-def build_claim(
-    encounter: Encounter, options: PayloadOptions, *, created: date | None = None
-) -> BuiltPayload:
-    """The unsigned GIAMDINHHS envelope of a completed visit. ``created`` (NGAYLAP) defaults to today in
-    Asia/Ho_Chi_Minh. Raises :class:`PayloadValidationError` when the visit cannot be sent as it is."""
-    plan: Plan = plan_claim(encounter, options)
+@dataclass(slots=True)
+class RenderedClaim:
+    """Stage 1 of :func:`build_claim`: tables chosen and every row rendered to element texts, not validated."""
+
+    plan: Plan
+    documents: dict[str, Rows]
+    context: RuleContext
+    issues: list[Issue]
+
+
+def render_claim(encounter: Encounter, options: PayloadOptions) -> RenderedClaim:
+    plan = plan_claim(encounter, options)
     issues = list(plan.issues)
     render = partial(_render, encounter=plan.encounter, options=options, derived=plan.derived)
     documents = {table: render(table, plan.rows[table], issues=issues) for table in plan.tables}
-    unfiltered = None
-    if plan.hiv_filtered:
+    every_line = None
+    if plan.lines_withheld:
         scratch: list[Issue] = []  # problems of withheld lines are not the sent payload's problems
-        unfiltered = (
+        every_line = (
             render("XML2", plan.all_drug_lines, issues=scratch),
             render("XML3", plan.all_service_lines, issues=scratch),
         )
@@ -116,16 +122,25 @@ def build_claim(
         profile=options.profile,
         facility_code=options.facility_code,
         birth_time_known=_birth_time_known(plan.encounter),
-        unfiltered_lines=unfiltered,
+        unfiltered_lines=every_line,
     )
-    trees = _validated_trees(documents, options, context, issues)
-    warnings = _raise_on_errors(issues)
+    return RenderedClaim(plan, documents, context, issues)
+
+
+def build_claim(
+    encounter: Encounter, options: PayloadOptions, *, created: date | None = None
+) -> BuiltPayload:
+    """The unsigned GIAMDINHHS envelope of a completed visit. ``created`` (NGAYLAP) defaults to today in
+    Asia/Ho_Chi_Minh. Raises :class:`PayloadValidationError` when the visit cannot be sent as it is."""
+    rendered = render_claim(encounter, options)
+    trees = _validated_trees(rendered.documents, options, rendered.context, rendered.issues)
+    warnings = _raise_on_errors(rendered.issues)
     inner = [
         (table, serialise(tree, declaration=options.inner_xml_declaration)) for table, tree in trees.items()
     ]
     document = build_envelope(options.facility_code, created or today_in_vietnam(), inner)
     return BuiltPayload(
-        document=document, tables=plan.tables, content_hash=content_hash(inner), warnings=warnings
+        document=document, tables=rendered.plan.tables, content_hash=content_hash(inner), warnings=warnings
     )
 
 

@@ -7,8 +7,10 @@ declares ``xmlns:xsi``/``xmlns:xsd`` like the files in circulation.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from lxml import etree
 
@@ -28,23 +30,34 @@ def is_single_record(table: str) -> bool:
     return TABLE_LAYOUTS[table].row is None
 
 
-def _fill(parent: etree._Element, row: Mapping[str, str]) -> None:
-    for name, value in row.items():
-        element = _SubElement(parent, name)
+@lru_cache(maxsize=256)
+def _record_template(tag: str, names: tuple[str, ...]) -> etree._Element:
+    """An empty record with every field element: copying it (in C) is about twice as fast as creating the
+    elements one by one, which matters for large records."""
+    record = etree.Element(tag, nsmap=NSMAP)
+    for name in names:
+        _SubElement(record, name)
+    return record
+
+
+def _record(tag: str, row: Mapping[str, str]) -> etree._Element:
+    record = copy.copy(_record_template(tag, tuple(row)))
+    for element, value in zip(record, row.values(), strict=True):
         if value:
             element.text = value
+    return record
 
 
 def table_tree(table: str, rows: Sequence[Mapping[str, str]]) -> etree._Element:
     """The element tree of one table. Single-record tables take the first row (callers pass one)."""
     layout = TABLE_LAYOUTS[table]
-    root = etree.Element(layout.root, nsmap=NSMAP)
     if layout.list_element is None or layout.row is None:
-        _fill(root, rows[0])
+        root = _record(layout.root, rows[0])
     else:
+        root = etree.Element(layout.root, nsmap=NSMAP)
         rows_parent = _SubElement(root, layout.list_element)
         for row in rows:
-            _fill(_SubElement(rows_parent, layout.row), row)
+            rows_parent.append(_record(layout.row, row))
     if table == "XML0":
         _SubElement(root, SIGNATURE_ELEMENT)  # the check-in is signed on its own (§3.3)
     return root

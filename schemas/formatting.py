@@ -18,7 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from worker.domain.values import VIETNAM_TZ, BirthDate
 
-_QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(6)}
+QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(6)}
+_ZERO_TEXT = {places: f"{Decimal(0).quantize(quantum):f}" for places, quantum in QUANTUM.items()}
 
 #: Anything outside XML 1.0 ``Char`` or a C1/DEL control character.
 _BAD_CHAR = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -44,29 +45,21 @@ def date8(value: date) -> str:
     return f"{value.year:04d}{value.month:02d}{value.day:02d}"
 
 
-def rounded(value: Decimal, places: int) -> Decimal:
-    return value.quantize(_QUANTUM[places], rounding=ROUND_HALF_UP)
-
-
 def decimal_text(value: Decimal | int, places: int) -> str:
-    """Fixed-point text with exactly ``places`` decimals: ``261100`` → ``261100.00``; never ``1E+3``."""
+    """Fixed-point text with exactly ``places`` decimals: ``261100`` → ``261100.00``; never ``1E+3``.
+
+    After quantising to exponent ``-places`` (at most 5), ``str`` never chooses scientific notation.
+    """
     number = Decimal(value) if isinstance(value, int) else value
     if not number.is_finite():
         raise ValueFormatError("not_finite")
     try:
-        result = rounded(number, places)
+        result = number.quantize(QUANTUM[places], rounding=ROUND_HALF_UP)
     except InvalidOperation as exc:  # more digits than the context precision allows
         raise ValueFormatError("not_finite") from exc
-    if result.is_zero():
-        result = abs(result)  # no "-0.00"
-    return f"{result:f}"
-
-
-def needs_rounding(value: Decimal | int, places: int) -> bool:
-    if isinstance(value, int) or not value.is_finite():
-        return False
-    exponent = value.as_tuple().exponent
-    return isinstance(exponent, int) and exponent < -places and rounded(value, places) != value
+    if not result:
+        return _ZERO_TEXT[places]  # no "-0.00"
+    return str(result)
 
 
 def text(value: str) -> str:

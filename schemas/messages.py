@@ -57,7 +57,7 @@ CATALOGUE: dict[str, RuleText] = {
     "formula": RuleText(E, "{field} không bằng {formula}.", "{field} does not equal {formula}.", "Recompute {field} from the rounded line values (ROUND_HALF_UP)."),
     "total": RuleText(E, "Tổng {field} ở XML1 không bằng {formula}.", "XML1 total {field} does not equal {formula}.", "Build the XML1 totals from the rounded line values (DOMAIN.md §7)."),
     "total_unsure": RuleText(W, "Tổng {field} ở XML1 không bằng {formula} (cách phân loại chưa chắc chắn).", "XML1 total {field} does not equal {formula} (classification not certain).", "Check which XML3 lines are supplies."),
-    "total_filtered": RuleText(W, "Một số dòng bị ẩn theo chính sách HIV nên tổng XML1 không khớp các dòng được gửi.", "Some lines were withheld under the HIV policy, so the XML1 totals do not match the lines sent.", "Expected under payload.hiv_filter; review the policy if BHXH rejects the file."),
+    "totals_cover_withheld_lines": RuleText(W, "Một số dòng chi phí không được gửi (chính sách HIV hoặc danh sách bảng cho người không dùng BHYT); tổng ở XML1 vẫn tính cho cả đợt KCB.", "Some cost lines are not sent (HIV policy or the non-BHYT table list); the XML1 totals still cover the whole visit.", "Expected under payload.hiv_filter / payload.non_bhyt_tables; review them if BHXH rejects the file."),
     "non_bhyt_zero": RuleText(E, "Người bệnh không dùng BHYT: {field} phải bằng 0.", "Patient not using BHYT: {field} must be 0.", "Put the whole cost in T_BNTT (DOMAIN.md §5)."),
     # Identity and keys
     "facility": RuleText(E, "MA_CSKCB khác mã cơ sở gửi hồ sơ (MACSKCB).", "MA_CSKCB differs from the sending facility code (MACSKCB).", "Check payload.facility_code and the facility code in the HIS."),

@@ -56,8 +56,12 @@ class RuleContext:
     facility_code: str | None = None
     #: From the canonical BirthDate when known: ``0000`` in NGAY_SINH cannot tell 00:00 from "unknown".
     birth_time_known: bool | None = None
-    #: XML2/XML3 rows before the HIV filter, when it withheld lines: XML1 totals describe the whole visit.
+    #: Every XML2/XML3 row of the visit when policy withheld some (HIV filter, non-BHYT table list): the XML1
+    #: totals describe the whole visit, so they are checked against these.
     unfiltered_lines: tuple[Sequence[Row], Sequence[Row]] | None = None
+    #: False when the documents are not all the tables of the visit (one file checked on its own): the XML1
+    #: totals cannot be compared with lines that are not there.
+    whole_visit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,9 +389,10 @@ def _check_money(found: _Findings, documents: Documents, xml1: Row, context: Rul
             _check_line_money(found.at(table, row_number), row)
     summary = found.at("XML1", None)
     if context.unfiltered_lines is not None:
-        summary.add(None, "total_filtered")
+        summary.add(None, "totals_cover_withheld_lines")
         drugs, services = context.unfiltered_lines
-    _check_totals(summary, xml1, drugs, services)
+    if context.whole_visit:
+        _check_totals(summary, xml1, drugs, services)
     if xml1.get("MA_DOITUONG_KCB") == NON_INSURED_CATEGORY:
         _check_non_bhyt_money(found, documents, xml1)
 

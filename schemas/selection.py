@@ -55,10 +55,11 @@ class Plan:
     rows: dict[str, tuple[object | None, ...]]
     derived: dict[str, object] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
-    #: Drug/service lines before the HIV filter: XML1 totals describe the whole visit.
+    #: Every drug/service line of the visit: XML1 totals describe the whole visit even when the HIV filter
+    #: or the non-BHYT table list keeps some lines out of the payload (``lines_withheld``).
     all_drug_lines: tuple[DrugLine, ...] = ()
     all_service_lines: tuple[ServiceLine, ...] = ()
-    hiv_filtered: bool = False
+    lines_withheld: bool = False
 
 
 def visit_type_for_selection(code: str | None) -> str:
@@ -228,6 +229,11 @@ def plan_claim(encounter: Encounter, options: PayloadOptions) -> Plan:
     chosen.include("XML15", encounter.tb_treatments)
 
     tables = tuple(table for table in ENVELOPE_TABLES if table in chosen.rows)
+    lines_withheld = (
+        visible.lines_withheld
+        or (bool(visible.drugs) and "XML2" not in tables)
+        or (bool(visible.services) and "XML3" not in tables)
+    )
     return Plan(
         encounter=encounter,
         insured=insured,
@@ -240,7 +246,7 @@ def plan_claim(encounter: Encounter, options: PayloadOptions) -> Plan:
         issues=issues,
         all_drug_lines=encounter.drug_lines,
         all_service_lines=encounter.service_lines,
-        hiv_filtered=visible.lines_withheld,
+        lines_withheld=lines_withheld,
     )
 
 

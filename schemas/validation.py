@@ -52,7 +52,8 @@ def validate_table_document(
     """XSD plus, optionally, the business rules that one document can support on its own."""
     root, issues = _document_issues(table, xml_bytes, profile)
     if root is not None and business_rules and not any(found.is_error for found in issues):
-        issues.extend(check_documents({table: read_rows(table, root)}, RuleContext(profile=profile)))
+        context = RuleContext(profile=profile, whole_visit=False)
+        issues.extend(check_documents({table: read_rows(table, root)}, context))
     return sorted_issues(first_per_location(issues))
 
 
@@ -74,6 +75,7 @@ def validate_envelope_bytes(document: bytes, profile: Profile, *, business_rules
     if declared.isdigit() and int(declared) != len(hoso):
         issues.append(issue(ENVELOPE_ROOT, None, "SOLUONGHOSO", "hoso_count"))
     documents: dict[str, list[dict[str, str]]] = {}
+    unreadable = False  # a document we could not read: cross-document rules (totals, keys) would mislead
     last_position = -1
     for name, text in file_entries(root):
         if name not in _ENVELOPE_ORDER:
@@ -89,14 +91,17 @@ def validate_envelope_bytes(document: bytes, profile: Profile, *, business_rules
             inner = decode_entry(text)
         except EnvelopeFormatError:
             issues.append(issue(name, None, None, "base64"))
+            unreadable = True
             continue
         table_root, table_issues = _document_issues(name, inner, profile)
         issues.extend(table_issues)
-        if table_root is not None:
+        if table_root is None:
+            unreadable = True
+        else:
             documents[name] = read_rows(name, table_root)
     if "XML1" not in documents and not any(found.table == "XML1" for found in issues):
         issues.append(issue(ENVELOPE_ROOT, None, None, "missing_xml1"))
-    if business_rules and documents:
+    if business_rules and documents and not unreadable:
         facility = next(
             (el.text or "" for el in root.iter() if isinstance(el.tag, str) and local_name(el) == "MACSKCB"),
             "",

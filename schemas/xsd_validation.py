@@ -86,15 +86,31 @@ def _locate(table: str, path: str | None) -> tuple[int | None, str | None]:
     return row, field
 
 
-def _to_issue(table: str, error: _LogEntry) -> Issue:
+def _sibling_names(tree: etree._Element, path: str | None) -> set[str]:
+    """Names of the elements next to the one at ``path`` (libxml2 paths are plain, index-qualified XPath)."""
+    try:
+        found = tree.getroottree().xpath(path) if path else []
+    except etree.XPathError:
+        return set()
+    if not isinstance(found, list) or not found or not isinstance(found[0], etree._Element):
+        return set()
+    parent = found[0].getparent()
+    return {etree.QName(child).localname for child in parent} if parent is not None else set()
+
+
+def _to_issue(table: str, error: _LogEntry, tree: etree._Element) -> Issue:
     reason_vi, reason_en = _REASONS.get(error.type_name, _DEFAULT_REASON)
     row, field = _locate(table, error.path)
     message = error.message or ""
     if error.type_name == "SCHEMAV_ELEMENT_CONTENT":
-        expected = _EXPECTED.search(message)
+        expected_match = _EXPECTED.search(message)
+        expected = [name.strip() for name in expected_match.group(1).split(",")] if expected_match else []
         named = _ELEMENT.search(message)
-        if "Missing child" in message and expected:
-            field = expected.group(1).split(",")[0].strip()
+        missing = "Missing child" in message or (
+            bool(expected) and not _sibling_names(tree, error.path) & set(expected)
+        )
+        if missing and expected:
+            field = expected[0]
             reason_vi, reason_en = "thiếu phần tử", "element missing"
         elif named:
             field = named.group(1)
@@ -111,4 +127,4 @@ def validate_tree(
     if schema.validate(tree):
         return []
     entries = cast("Iterable[_LogEntry]", schema.error_log)  # iterable at runtime; untyped in lxml-stubs
-    return [_to_issue(table, error) for error in entries]
+    return [_to_issue(table, error, tree) for error in entries]

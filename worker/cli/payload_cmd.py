@@ -67,13 +67,13 @@ def build(
     except ValueError as exc:
         raise CliError("--date must be yyyy-mm-dd", exit_code=2) from exc
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  # reproducible synthetic demo data, not security
     rejected = Table("MA_LK", "Rules", title="Rejected by validation (not written)")
     built = 0
     for index in range(demo):
         kind = kinds_mix(rng)
         encounter = make_encounter(
-            random.Random(rng.getrandbits(64)),
+            random.Random(rng.getrandbits(64)),  # noqa: S311  # as above
             his_key=f"{seed}{index + 1:06d}",
             kind=kind,
             start=DEMO_START + timedelta(minutes=7 * index),
