@@ -9,6 +9,7 @@ printed: ``masked_dump`` is what ``config show`` prints. The defaults are the em
 from __future__ import annotations
 
 import os
+import typing
 from contextvars import ContextVar
 from datetime import time
 from pathlib import Path
@@ -191,12 +192,46 @@ def _default_destinations() -> dict[str, DestinationSettings]:
     return {"bhxh": DestinationSettings()}
 
 
+def _is_secret_field(model: type[BaseModel], path: list[str]) -> bool:
+    """Whether ``path`` (lower-case parts) names a ``SecretStr`` setting, walking nested models and dicts."""
+    annotation: Any = model
+    parts = list(path)
+    while parts:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(parts.pop(0))
+            if field is None:
+                return False
+            annotation = field.annotation
+            continue
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if typing.get_origin(annotation) is dict and len(args) == 2:
+            parts.pop(0)  # the dict key, e.g. a destination name
+            annotation = args[1]
+        elif len(args) == 1:
+            annotation = args[0]
+        else:
+            return False
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return annotation is SecretStr or args == [SecretStr]
+
+
+def secret_file_reference(env_key: str) -> list[str] | None:
+    """For ``VNEID_A__B_FILE`` naming a secret ``a.b``, the path ``["a", "b"]``; else ``None`` (a plain
+    setting such as ``signer.key_file`` is an ordinary value, not a reference)."""
+    key = env_key.lower()
+    prefix = ENV_PREFIX.lower()
+    if not (key.startswith(prefix) and key.endswith("_file")):
+        return None
+    path = key[len(prefix) : -len("_file")].split("__")
+    return path if _is_secret_field(Settings, path) else None
+
+
 class _EnvWithoutFileRefs(EnvSettingsSource):
-    """The environment, minus ``*_FILE`` references (those are read by ``_SecretFilesSource``)."""
+    """The environment, minus secret ``*_FILE`` references (those are read by ``_SecretFilesSource``)."""
 
     def _load_env_vars(self) -> Any:
         loaded = super()._load_env_vars()
-        return {key: value for key, value in loaded.items() if not key.endswith("_file")}
+        return {key: value for key, value in loaded.items() if secret_file_reference(key) is None}
 
 
 class _SecretFilesSource(PydanticBaseSettingsSource):
@@ -208,9 +243,9 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in os.environ.items():
-            if not (key.startswith(ENV_PREFIX) and key.endswith("_FILE")) or key == "VNEID_CONFIG_FILE":
+            path = secret_file_reference(key)
+            if path is None:
                 continue
-            path = key[len(ENV_PREFIX) : -len("_FILE")].lower().split("__")
             content = Path(value).read_text(encoding="utf-8").strip()
             node = result
             for part in path[:-1]:

@@ -17,8 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from worker.config import Settings, load_settings
+from worker.config import load_settings
 from worker.domain.values import VIETNAM_TZ
 from worker.ledger import audit, migrate
 from worker.ledger.schema import encounters, versions
@@ -49,6 +49,9 @@ class DemoPlan:
     timeout_s: float = 150.0
     keep: bool = False
     directory: Path = Path("var/demo")
+    seed: int = 2026
+    #: Extra settings (section -> key -> value) written into the generated config, e.g. a PostgreSQL ledger.
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,7 +64,6 @@ class DemoOutcome:
     seeded: int
     bad_expected: int
     elapsed_s: float
-    settings: Settings
 
     @property
     def ok(self) -> bool:
@@ -75,185 +77,242 @@ class DemoOutcome:
         )
 
 
-def _write_config(plan: DemoPlan, pki: Any, signer_url: str, signer_token: str, simulator_url: str) -> Path:
-    directory = plan.directory.resolve()
-    lines = [
-        f'data_dir = "{directory}"',
-        "[his]",
-        'adapter = "demo"',
-        f'url = "sqlite:///{directory / "demo-his.sqlite3"}"',
-        "[ledger]",
-        f'database_url = "sqlite:///{directory / "ledger.sqlite3"}"',
-        "[broker]",
-        f'url = "sqla+sqlite:///{directory / "broker.sqlite3"}"',
-        "[signer]",
-        'source = "remote"',
-        f'remote_url = "{signer_url}"',
-        f'remote_token = "{signer_token}"',
-        f'trust_store = "{pki.ca_certificate}"',
-        "[destinations.bhxh]",
-        f'base_url = "{simulator_url}"',
-        "timeout_s = 2.0",
-        "[delivery]",
-        "batch_size = 20",
-        "stuck_after_s = 15",
-        "backoff_base_s = 1.0",
-        "backoff_cap_s = 4.0",
-        "max_attempts = 12",
-        "[logging]",
-        'level = "WARNING"',
-        'format = "json"',
-    ]
-    path = directory / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))
 
 
-@contextmanager
-def _workers(plan: DemoPlan, config: Path, env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    log = (plan.directory / "worker.log").open("ab")
-    processes = [
-        subprocess.Popen(  # noqa: S603  # our own interpreter and CLI
-            [
-                sys.executable,
-                "-m",
-                "worker.cli.app",
-                "--config",
-                str(config),
-                "worker",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-Q",
-                "submission",
-                "-Q",
-                "discovery",
-                "-Q",
-                "backfill",
-                "--hostname",
-                f"demo{index}@%h",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+def render_config(sections: dict[str, dict[str, Any]], top: dict[str, Any]) -> str:
+    lines = [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
+
+
+class DemoStack:
+    """Everything the demo runs, as one context manager; e2e and chaos tests drive it step by step."""
+
+    def __init__(self, plan: DemoPlan, progress: Callable[[str], None] = print) -> None:
+        self.plan = plan
+        self.progress = progress
+        self.directory = plan.directory.resolve()
+        self._stack = ExitStack()
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.started = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def __enter__(self) -> DemoStack:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.stop_workers()
+        if getattr(self, "pipeline", None) is not None:
+            self.pipeline.close()
+        self._stack.close()
+
+    def _start(self) -> None:
+        from adapters.gateway.simulator.process import spawn_simulator  # noqa: PLC0415  # demo-only tooling
+        from adapters.his.demo.seed import seed_demo_his  # noqa: PLC0415  # demo-only tooling
+        from adapters.signers.keyfiles import load_key_material  # noqa: PLC0415  # demo-only tooling
+        from adapters.signers.remote.reference_server import start_reference_server  # noqa: PLC0415  # demo-only
+        from adapters.signers.testpki import create_test_pki  # noqa: PLC0415  # demo-only tooling
+
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        self.progress("generating a throwaway test CA and hospital certificate")
+        self.pki = create_test_pki(self.directory / "pki")
+        token = secrets.token_urlsafe(24)
+        material = load_key_material(self.pki.pkcs12, passphrase=self.pki.passphrase)
+        self.signer = self._stack.enter_context(start_reference_server(material, token))
+        self.progress(f"reference remote signer on {self.signer.url}")
+        faults = self.directory / "faults.json"
+        faults.write_text(json.dumps(self.plan.faults), encoding="utf-8")
+        self.simulator = self._stack.enter_context(
+            spawn_simulator(trust_store=self.pki.ca_certificate, faults_file=faults,
+                            state_dir=self.directory / "sim", startup_timeout_s=90)
         )  # fmt: skip
-        for index in range(plan.workers)
-    ]
-    try:
-        yield processes
-    finally:
-        for process in processes:
+        described = ", ".join(f"{k}={v}" for k, v in self.plan.faults.items() if k != "seed") or "none"
+        self.progress(f"gateway simulator on {self.simulator.url} (faults: {described})")
+        self.config = self._write_config(token)
+        os.environ["VNEID_CONFIG"] = str(self.config)
+        self.settings = load_settings(self.config)
+        self.until = datetime.now(VIETNAM_TZ).date()
+        self.seeded = seed_demo_his(self.settings.his_url, encounters=self.plan.encounters,
+                                    bad_share=self.plan.bad_share, since=self.plan.since, until=self.until,
+                                    random_seed=self.plan.seed)  # fmt: skip
+        self.progress(f"demo HIS seeded: {self.seeded.total} encounters since {self.plan.since}, "
+                      f"{self.seeded.bad} deliberately bad")  # fmt: skip
+        from worker.bootstrap import build_pipeline  # noqa: PLC0415  # after VNEID_CONFIG is set
+
+        self.pipeline = build_pipeline(self.settings)
+        migrate.upgrade(self.pipeline.engine)
+
+    def _write_config(self, token: str) -> Path:
+        directory = self.directory
+        sections: dict[str, dict[str, Any]] = {
+            "his": {"adapter": "demo", "url": f"sqlite:///{directory / 'demo-his.sqlite3'}"},
+            "ledger": {"database_url": f"sqlite:///{directory / 'ledger.sqlite3'}"},
+            "broker": {"url": f"sqla+sqlite:///{directory / 'broker.sqlite3'}"},
+            "signer": {"source": "remote", "remote_url": self.signer.url, "remote_token": token,
+                       "trust_store": str(self.pki.ca_certificate)},
+            "destinations.bhxh": {"base_url": self.simulator.url, "timeout_s": 2.0},
+            "delivery": {"batch_size": 20, "stuck_after_s": 15, "backoff_base_s": 1.0, "backoff_cap_s": 4.0,
+                         "max_attempts": 15},
+            "logging": {"level": "WARNING", "format": "json"},
+        }  # fmt: skip
+        for name, values in self.plan.settings.items():
+            sections.setdefault(name, {}).update(values)
+        path = directory / "config.toml"
+        path.write_text(render_config(sections, {"data_dir": str(directory)}), encoding="utf-8")
+        return path
+
+    # -- workers ---------------------------------------------------------------------------------------
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        index = len(self.workers)
+        log = (self.directory / f"worker{index}.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603  # our own interpreter and CLI
+            [sys.executable, "-m", "worker.cli.app", "--config", str(self.config), "worker", "-c", "1",
+             "--pool", "prefork", "-Q", "submission", "-Q", "discovery", "-Q", "backfill",
+             "--hostname", f"demo{index}-{os.getpid()}@%h"],
+            env=dict(os.environ, VNEID_CONFIG=str(self.config)), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        self.workers.append(process)
+        return process
+
+    def start_workers(self, count: int) -> None:
+        for _ in range(count):
+            self.start_worker()
+        self.progress(f"{count} Celery worker process(es) on {self.settings.broker_url.split(':', 1)[0]}")
+
+    def kill_worker(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Kill a worker's whole process group (main process and its prefork child)."""
+        process = self.workers[index]
+        if process.poll() is None:
+            for pid in [*_children(process.pid), process.pid]:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            process.wait(30)
+
+    def stop_workers(self) -> None:
+        for process in self.workers:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for process in processes:
+        for process in self.workers:
             try:
                 process.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        log.close()
 
+    # -- delivery --------------------------------------------------------------------------------------
+    def kickoff(self) -> int:
+        from worker.pipeline import discovery  # noqa: PLC0415  # after VNEID_CONFIG is set
+        from worker.tasks import enqueue_batches  # noqa: PLC0415  # the broker comes from VNEID_CONFIG
 
-def _states(engine: sa.Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        return dict(
-            conn.execute(sa.select(encounters.c.state, sa.func.count()).group_by(encounters.c.state))
-            .tuples()
-            .all()
-        )
+        found = discovery.discover(self.pipeline)
+        enqueue_batches(self.pipeline, found.version_ids)
+        self.progress(f"discovered {found.seen} completed encounters; delivering…")
+        return found.seen
 
+    def active_versions(self) -> int:
+        with self.pipeline.engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(versions.c.state.in_([s.value for s in ACTIVE]))
+            return int(conn.execute(query).scalar_one())
 
-def _active_versions(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(versions.c.state.in_([s.value for s in ACTIVE]))
-            ).scalar_one()
-        )
+    def dispatch_due(self) -> int:
+        """The beat's job: hand due work (including what lost messages left behind) to the workers."""
+        from worker.pipeline import discovery  # noqa: PLC0415  # see kickoff
+        from worker.tasks import process_batch  # noqa: PLC0415  # see kickoff
 
+        batches = discovery.due_batches(self.pipeline)
+        for batch in batches:
+            process_batch.delay(batch)
+        return len(batches)
 
-def run_demo(plan: DemoPlan, progress: Any = print) -> DemoOutcome:
-    """Run the demo end to end; every process and thread it starts is stopped before it returns."""
-    from adapters.gateway.simulator.process import spawn_simulator  # noqa: PLC0415  # demo-only tooling
-    from adapters.his.demo.seed import seed_demo_his  # noqa: PLC0415  # demo-only tooling
-    from adapters.signers.keyfiles import load_key_material  # noqa: PLC0415  # demo-only tooling
-    from adapters.signers.remote.reference_server import start_reference_server  # noqa: PLC0415  # demo-only
-    from adapters.signers.testpki import create_test_pki  # noqa: PLC0415  # demo-only tooling
-
-    started = time.monotonic()
-    if plan.directory.exists():
-        shutil.rmtree(plan.directory)
-    plan.directory.mkdir(parents=True)
-    with ExitStack() as stack:
-        progress("generating a throwaway test CA and hospital certificate")
-        pki = create_test_pki(plan.directory / "pki")
-        token = secrets.token_urlsafe(24)
-        material = load_key_material(pki.pkcs12, passphrase=pki.passphrase)
-        signer = stack.enter_context(start_reference_server(material, token))
-        progress(f"reference remote signer on {signer.url}")
-        faults = plan.directory / "faults.json"
-        faults.write_text(json.dumps(plan.faults), encoding="utf-8")
-        simulator = stack.enter_context(
-            spawn_simulator(
-                trust_store=pki.ca_certificate,
-                faults_file=faults,
-                state_dir=plan.directory / "sim",
-                startup_timeout_s=90,
-            )
-        )
-        progress(
-            f"gateway simulator on {simulator.url} (faults: {', '.join(f'{k}={v}' for k, v in plan.faults.items() if k != 'seed')})"
-        )
-        config = _write_config(plan, pki, signer.url, token, simulator.url)
-        os.environ["VNEID_CONFIG"] = str(config)
-        settings = load_settings(config)
-        until = datetime.now(VIETNAM_TZ).date()
-        seeded = seed_demo_his(settings.his_url, encounters=plan.encounters, bad_share=plan.bad_share,
-                               since=plan.since, until=until)  # fmt: skip
-        progress(
-            f"demo HIS seeded: {seeded.total} encounters since {plan.since}, {seeded.bad} deliberately bad"
-        )
-        from worker.bootstrap import build_pipeline  # noqa: PLC0415  # after VNEID_CONFIG is set
-        from worker.pipeline import discovery  # noqa: PLC0415  # see above
-
-        pipeline = build_pipeline(settings)
-        migrate.upgrade(pipeline.engine)
-        env = dict(os.environ, VNEID_CONFIG=str(config))
-        workers = stack.enter_context(_workers(plan, config, env))
-        progress(
-            f"{plan.workers} Celery worker process(es) started on {settings.broker_url.split(':', 1)[0]}"
-        )
-        from worker.tasks import enqueue_batches, process_batch  # noqa: PLC0415  # broker from VNEID_CONFIG
-
-        found = discovery.discover(pipeline)
-        enqueue_batches(pipeline, found.version_ids)
-        progress(f"discovered {found.seen} completed encounters; delivering…")
-        deadline = time.monotonic() + plan.timeout_s
+    def deliver_until_done(self, timeout_s: float, *, tick: Callable[[int], None] | None = None,
+                           respawn: bool = False) -> bool:  # fmt: skip
+        """Dispatch every second until no version is active; ``tick(n)`` lets chaos tests interfere."""
+        deadline = time.monotonic() + timeout_s
+        round_number = 0
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            if any(process.poll() is not None for process in workers):
-                raise RuntimeError(f"a worker process exited early; see {plan.directory / 'worker.log'}")
-            for batch in discovery.due_batches(pipeline):  # the beat's job, done here
-                process_batch.delay(batch)
-            if _active_versions(pipeline.engine) == 0:
-                break
-        states = _states(pipeline.engine)
-        report = compute(pipeline.source(), pipeline.engine, facility_code=settings.payload.facility_code,
-                         start=plan.since, end=until + timedelta(days=1), group_by=GroupBy.VISIT_TYPE,
-                         calendar=DeadlineCalendar(settings.deadlines), now=datetime.now(UTC))  # fmt: skip
-        with pipeline.engine.connect() as conn:
+            round_number += 1
+            for index, process in enumerate(self.workers):
+                if process.poll() is not None:
+                    if not respawn:
+                        raise RuntimeError(f"worker {index} exited; see {self.directory}/worker{index}.log")
+                    self.workers[index] = self._respawn(index)
+            if tick is not None:
+                tick(round_number)
+            with suppress(Exception):  # a broker or ledger outage in a chaos test: try again next round
+                self.dispatch_due()
+            with suppress(Exception):
+                if self.active_versions() == 0:
+                    return True
+        return False
+
+    def _respawn(self, index: int) -> subprocess.Popen[bytes]:
+        process = self.start_worker()
+        self.workers.pop()
+        return process
+
+    def simulator_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.simulator.url}/_sim/stats", timeout=10).json())
+
+    def outcome(self) -> DemoOutcome:
+        with self.pipeline.engine.connect() as conn:
+            states: dict[str, int] = dict(conn.execute(sa.select(encounters.c.state, sa.func.count())
+                                       .group_by(encounters.c.state)).all())  # fmt: skip
             chain = audit.verify_chain(conn)
-        stats = httpx.get(f"{simulator.url}/_sim/stats", timeout=10).json()
-        pipeline.close()
+        report = compute(self.pipeline.source(), self.pipeline.engine,
+                         facility_code=self.settings.payload.facility_code, start=self.plan.since,
+                         end=self.until + timedelta(days=1), group_by=GroupBy.VISIT_TYPE,
+                         calendar=DeadlineCalendar(self.settings.deadlines), now=datetime.now(UTC))  # fmt: skip
+        return DemoOutcome(coverage=report, states=states, audit_ok=chain.ok, audit_rows=chain.rows_checked,
+                           simulator_stats=self.simulator_stats(), seeded=self.seeded.total,
+                           bad_expected=self.seeded.bad, elapsed_s=time.monotonic() - self.started)  # fmt: skip
+
+
+def _children(pid: int) -> list[int]:
+    """Child pids from /proc (Linux), so a kill -9 also takes the prefork pool child."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def run_demo(plan: DemoPlan, progress: Callable[[str], None] = print) -> DemoOutcome:
+    """Run the demo end to end; every process and thread it starts is stopped before it returns."""
+    with DemoStack(plan, progress) as stack:
+        stack.start_workers(plan.workers)
+        stack.kickoff()
+        if not stack.deliver_until_done(plan.timeout_s):
+            progress(f"timed out after {plan.timeout_s:.0f} s with work still active")
+        outcome = stack.outcome()
         if plan.keep:
             progress("--keep: everything stays up; press Ctrl-C to stop")
-            try:
+            with suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-    return DemoOutcome(coverage=report, states=states, audit_ok=chain.ok, audit_rows=chain.rows_checked,
-                       simulator_stats=stats, seeded=seeded.total, bad_expected=seeded.bad,
-                       elapsed_s=time.monotonic() - started, settings=settings)  # fmt: skip
+    return outcome

@@ -69,3 +69,23 @@ def test_missing_config_file_is_reported(capsys: pytest.CaptureFixture[str]) -> 
 def test_invalid_settings_raise_validation_error() -> None:
     with pytest.raises(ValidationError):
         load_settings(delivery={"batch_size": 0})
+
+
+def test_plain_file_settings_are_values_not_secret_references(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key = tmp_path / "hospital.p12"
+    monkeypatch.setenv("VNEID_SIGNER__KEY_FILE", str(key))
+    monkeypatch.setenv("VNEID_HIS__MAPPING_FILE", str(tmp_path / "mapping.toml"))
+    settings = load_settings()
+    assert settings.signer.key_file == key
+    assert settings.his.mapping_file == tmp_path / "mapping.toml"
+
+
+def test_secret_file_reference_for_nested_and_dict_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text("123456\n", encoding="utf-8")
+    monkeypatch.setenv("VNEID_SIGNER__PIN_FILE", str(pin))
+    monkeypatch.setenv("VNEID_LEDGER__PASSWORD_FILE", str(pin))
+    settings = load_settings()
+    assert settings.signer.pin is not None
+    assert settings.signer.pin.get_secret_value() == "123456"
+    assert settings.ledger.password is not None

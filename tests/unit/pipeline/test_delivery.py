@@ -53,7 +53,7 @@ def world(
 
 def _states(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        return dict(conn.execute(sa.select(encounters.c.ma_lk, encounters.c.state)).tuples().all())
+        return dict(conn.execute(sa.select(encounters.c.ma_lk, encounters.c.state)).all())
 
 
 def _run(pipeline: Pipeline) -> list[int]:
@@ -70,7 +70,7 @@ def test_happy_path_accepts_and_keeps_the_exact_signed_bytes(world) -> None:  # 
     ids = _run(pipeline)
     assert set(_states(pipeline.engine).values()) == {State.ACCEPTED}
     with pipeline.engine.connect() as conn:
-        stored = conn.execute(sa.select(evidence.c.version_id, evidence.c.signed_sha256)).tuples().all()
+        stored = conn.execute(sa.select(evidence.c.version_id, evidence.c.signed_sha256)).all()
         assert audit.verify_chain(conn).ok
     assert len(stored) == len(ids) == len(gateway.calls)
     import hashlib
