@@ -76,6 +76,8 @@ def parse(argv: Sequence[str]) -> Parsed:
             path.append(name)
             ctx = sub.make_context(name, rest[1:], parent=ctx)
             command = sub
+    except typer.Exit:  # an eager option answered and stopped (--version, --help): a valid command line
+        return Parsed(tuple(path), {})
     except typer.TyperException as exc:  # Click's usage errors, whichever Click Typer uses
         option = getattr(exc, "option_name", None)
         if option:
