@@ -27,10 +27,6 @@ from worker.config import ENV_PREFIX, Settings
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 #: Placeholder for the key of a ``dict[str, Section]`` setting (``[destinations.<name>]``).
 NAME_PLACEHOLDER = "<name>"
-#: ``_SecretFilesSource`` reads every ``VNEID_…_FILE`` variable as "the secret is in this file", and the
-#: environment source drops such variables: a setting whose own name ends in ``_file`` (``signer.key_file``)
-#: therefore cannot be given through the environment, only in the TOML file.
-_FILE_SUFFIX = "_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +35,7 @@ class SettingDoc:
 
     section: str  # "" for top-level settings, "destinations.<name>" for keyed sections
     key: str  # name inside its section
-    env_var: str | None  # None when the environment cannot set it (see ``_FILE_SUFFIX``)
+    env_var: str
     type_name: str
     default: str
     description: str
@@ -52,7 +48,7 @@ class SettingDoc:
     @property
     def file_env_var(self) -> str | None:
         """``VNEID_…_FILE``: the variable that names a file holding this secret."""
-        return f"{self.env_var}_FILE" if self.secret and self.env_var else None
+        return f"{self.env_var}_FILE" if self.secret else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +141,7 @@ def _default(field: FieldInfo) -> Any:
     return None if field.default is PydanticUndefined else field.default
 
 
-def _env_var(path: Sequence[str]) -> str | None:
-    if path[-1].endswith(_FILE_SUFFIX):
-        return None
+def _env_var(path: Sequence[str]) -> str:
     return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
@@ -230,8 +224,8 @@ only by the service account: `VNEID_DESTINATIONS__BHXH__PASSWORD_FILE=/etc/vneid
 (systemd) or `…=/run/secrets/bhxh_password` (Docker Compose secrets). Putting a secret in the TOML file or
 directly in the environment works but is discouraged.
 
-**TOML only** marks settings whose own name ends in `_file` (paths such as `signer.key_file`): any
-`VNEID_…_FILE` variable is read as a secret-file reference, so these paths are set in the TOML file.
+A `VNEID_…_FILE` variable is a secret-file reference only for a secret; a setting whose own name ends in
+`_file` (a path such as `signer.key_file`) is set like any other: `VNEID_SIGNER__KEY_FILE=/path/key.p12`.
 
 `vneid-sync config show` prints the effective configuration (secrets masked), the best check after an edit.
 """
@@ -242,8 +236,6 @@ def _cell(text: str) -> str:
 
 
 def _env_cell(setting: SettingDoc) -> str:
-    if setting.env_var is None:
-        return "TOML only"
     if setting.file_env_var is not None:
         return f"`{setting.file_env_var}` (or `{setting.env_var}`)"
     return f"`{setting.env_var}`"

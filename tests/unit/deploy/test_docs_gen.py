@@ -93,7 +93,6 @@ def test_documented_secret_file_variable_really_sets_the_secret(
 def test_documented_environment_variable_really_sets_the_value(
     setting: docs_gen.SettingDoc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert setting.env_var is not None
     wanted = _different_value(_value(load_settings(), setting.toml_key))
     monkeypatch.setenv(
         _concrete(setting.env_var), str(wanted).lower() if isinstance(wanted, bool) else str(wanted)
@@ -101,26 +100,19 @@ def test_documented_environment_variable_really_sets_the_value(
     assert _value(load_settings(), setting.toml_key) == wanted
 
 
-def test_settings_marked_toml_only_cannot_be_set_from_the_environment(
+def test_path_settings_named_file_are_plain_environment_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If worker/config.py learns to read these from the environment, the page must stop saying TOML only."""
-    toml_only = [s for s in docs_gen.all_settings() if s.env_var is None]
-    assert toml_only, "no TOML-only settings: drop the note from the page preamble"
-    target = tmp_path / "some-path"
-    target.write_text(str(tmp_path / "elsewhere"), encoding="utf-8")
-    for setting in toml_only:
-        path = setting.toml_key.replace(docs_gen.NAME_PLACEHOLDER, "bhxh").split(".")
-        variable = "VNEID_" + "__".join(part.upper() for part in path)
+    """`signer.key_file` & co. end in _file but are paths, not secret references: the documented variable
+    sets the path itself."""
+    paths = [s for s in docs_gen.all_settings() if s.key.endswith("_file")]
+    assert paths
+    target = tmp_path / "some.file"
+    for setting in paths:
+        assert setting.file_env_var is None
         with monkeypatch.context() as env:
-            env.setenv(variable, str(target))
-            try:
-                settings = load_settings()
-            except ValueError:  # pydantic's ValidationError: the variable was misread as a secret file
-                continue
-            assert _value(settings, setting.toml_key) != target, (
-                f"{variable} works now: teach worker.docs_gen that it is no longer TOML only"
-            )
+            env.setenv(_concrete(setting.env_var), str(target))
+            assert _value(load_settings(), setting.toml_key) == target
 
 
 def test_check_mode_reports_drift_and_write_mode_fixes_it(tmp_path: Path) -> None:
