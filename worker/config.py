@@ -58,7 +58,7 @@ class LedgerSettings(Section):
         description="SQLAlchemy URL of the ledger; default: SQLite under data_dir. PostgreSQL in production.",
     )
     password: SecretStr | None = Field(None, description="Ledger database password, if not in the URL.")
-    pool_size: int = Field(5, ge=1, le=64)
+    pool_size: int = Field(5, ge=1, le=64, description="Connections kept open to the ledger per process.")
 
 
 class BrokerSettings(Section):
@@ -81,14 +81,14 @@ class DestinationSettings(Section):
     password: SecretStr = Field(SecretStr("demo-password"), description="Gateway password (secret).")
     facility_code: str | None = Field(None, description="maCSKCB; default: payload.facility_code.")
     province_code: str | None = Field(None, description="maTinh; default: first 2 characters of maCSKCB.")
-    enabled: bool = True
+    enabled: bool = Field(True, description="Send to this destination at all.")
     primary: bool = Field(
         True, description="A failure at a non-primary destination never blocks the primary."
     )
     takes_checkin: bool = Field(True, description="Send XML0 check-ins to this destination.")
     verify_tls: bool = Field(True, description="Verify the gateway's TLS certificate. Keep on.")
     ca_bundle: Path | None = Field(None, description="CA bundle for the gateway's TLS certificate.")
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one gateway call, in seconds.")
     rate_per_s: float = Field(20.0, gt=0, description="At most this many requests per second.")
 
 
@@ -99,8 +99,8 @@ class SignerSettings(Section):
     passphrase: SecretStr | None = Field(None, description="Key file passphrase (secret).")
     allow_group_readable_key: bool = Field(False, description="Accept a key file readable by group/others.")
     pkcs11_module: Path | None = Field(None, description="PKCS#11 module (.so) of the token/HSM.")
-    token_label: str | None = None
-    key_label: str | None = None
+    token_label: str | None = Field(None, description="PKCS#11 token label.")
+    key_label: str | None = Field(None, description="PKCS#11 label of the signing key.")
     key_id: str | None = Field(None, description="Hex CKA_ID of the key on the token.")
     pin: SecretStr | None = Field(None, description="Token PIN (secret).")
     remote_url: str | None = Field(None, description="Remote signing service base URL.")
@@ -136,9 +136,11 @@ class PayloadSettings(Section):
 class DeliverySettings(Section):
     batch_size: int = Field(50, ge=1, le=1000, description="Encounters per submission task.")
     max_attempts: int = Field(8, ge=1, description="Transient failures before a version goes dead.")
-    backoff_base_s: float = Field(30.0, gt=0)
-    backoff_cap_s: float = Field(3600.0, gt=0)
-    discovery_interval_s: int = Field(60, ge=5)
+    backoff_base_s: float = Field(
+        30.0, gt=0, description="First retry delay; doubles per attempt (with jitter)."
+    )
+    backoff_cap_s: float = Field(3600.0, gt=0, description="Longest retry delay.")
+    discovery_interval_s: int = Field(60, ge=5, description="How often the beat runs watermark discovery.")
     sweep_interval_s: int = Field(
         900, ge=30, description="Date-range sweep that catches what the watermark missed."
     )
@@ -147,7 +149,7 @@ class DeliverySettings(Section):
     evidence_retention_days: int | None = Field(
         None, description="Delete evidence after N days; default keep."
     )
-    replay_rate_per_s: float = Field(5.0, gt=0)
+    replay_rate_per_s: float = Field(5.0, gt=0, description="Default pace of `vneid-sync replay`.")
 
 
 class DeadlineSettings(Section):
@@ -156,35 +158,42 @@ class DeadlineSettings(Section):
     claim_working_days: int = Field(7, ge=1, description="TT 48 Đ7: payment request within N working days.")
     display_hours: float = Field(24.0, gt=0, description="VNeID display deadline (BHXH's duty).")
     holidays_file: Path | None = Field(None, description="One ISO date per line: non-working days.")
-    workday_end: time = Field(time(17, 0))
+    workday_end: time = Field(time(17, 0), description="End of the working day (local time).")
 
 
 class LoggingSettings(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a TTY, else JSON."
     )
 
 
 class MetricsSettings(Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535)
+    enabled: bool = Field(True, description="Serve Prometheus metrics.")
+    host: str = Field("127.0.0.1", description="Address the metrics servers bind to.")
+    port: int = Field(9464, ge=0, le=65535, description="Port of the ledger exporter (`vneid-sync metrics`).")
+    worker_port: int = Field(
+        9465,
+        ge=0,
+        le=65535,
+        description="Port of a worker's in-process metrics (0: off); distinct from `port`.",
+    )
 
 
 class AlertSettings(Section):
-    webhook_url: str | None = None
-    webhook_token: SecretStr | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    email_from: str | None = None
-    email_to: tuple[str, ...] = ()
+    webhook_url: str | None = Field(None, description="POST alert transitions as JSON to this URL.")
+    webhook_token: SecretStr | None = Field(None, description="Bearer token for the webhook (secret).")
+    smtp_host: str | None = Field(None, description="SMTP server for alert e-mails.")
+    smtp_port: int = Field(587, description="SMTP port (STARTTLS).")
+    smtp_user: str | None = Field(None, description="SMTP login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (secret).")
+    email_from: str | None = Field(None, description="Sender address of alert e-mails.")
+    email_to: tuple[str, ...] = Field((), description="Recipients of alert e-mails.")
 
 
 class FlowerSettings(Section):
-    port: int = 5555
+    port: int = Field(5555, description="Flower's HTTP port.")
+    address: str = Field("127.0.0.1", description="Address Flower binds to (0.0.0.0 in a container).")
     basic_auth: SecretStr | None = Field(None, description="user:password for Flower (secret).")
 
 

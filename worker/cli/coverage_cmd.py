@@ -111,7 +111,9 @@ def half_year_report(
 
 def backfill_command(
     ctx: typer.Context,
-    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First day to walk.")],
+    since: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day to walk (default: legal start).")
+    ] = None,
     until: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day, inclusive (default today).")
     ] = None,
@@ -127,7 +129,7 @@ def backfill_command(
     pipeline = build_pipeline(cfg)
     if not migrate.is_up_to_date(pipeline.engine):
         raise CliError("the ledger schema is not up to date: run `vneid-sync db upgrade`", exit_code=2)
-    start = since.date()
+    start = since.date() if since else _legal_start(ctx)
     end = (until.date() if until else _today()) + timedelta(days=1)
     first = backfill_service.resume_day(pipeline, start) if not dry_run else start
     total_days = max((end - first).days, 0)

@@ -101,12 +101,16 @@ def beat_command(ctx: typer.Context) -> None:
         app.start(["beat", "--loglevel", cfg.logging.level, "-s", str(cfg.data_dir / "celerybeat-schedule")])
 
 
-def flower_command(ctx: typer.Context, port: int | None = None) -> None:
+def flower_command(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Port (default flower.port).")] = None,
+    address: Annotated[str | None, typer.Option(help="Bind address (default flower.address).")] = None,
+) -> None:
     """Run Flower against the configured broker (basic auth from flower.basic_auth)."""
     cfg = settings(ctx)
     from worker.celery_app import app  # noqa: PLC0415  # see worker_command
 
-    argv = ["flower", f"--port={port or cfg.flower.port}", "--address=127.0.0.1"]
+    argv = ["flower", f"--port={port or cfg.flower.port}", f"--address={address or cfg.flower.address}"]
     if cfg.flower.basic_auth is not None:
         argv.append(f"--basic-auth={cfg.flower.basic_auth.get_secret_value()}")
     app.start(argv)
