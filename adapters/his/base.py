@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.checks import CheckReport
-from adapters.his.errors import AdapterError
+from adapters.his.errors import AdapterError, EncounterDataError
 from adapters.his.options import CommonOptions
 from adapters.his.paging import After, KeysetPager, discovery_lower_bound
 from adapters.his.timeconv import parse_his_time
@@ -130,13 +130,17 @@ class SqlEncounterSource(ABC):
         )
 
     def ref(self, row: Mapping[str, Any]) -> EncounterRef:
-        changed = parse_his_time(row[CHANGED], self.zone)
-        completed = parse_his_time(row.get(self.options.completion_time_field), self.zone)
+        key = str(row[KEY])
+        try:
+            completed = parse_his_time(row.get(self.options.completion_time_field), self.zone)
+            changed = parse_his_time(row.get(CHANGED), self.zone) or completed
+        except ValueError:
+            raise EncounterDataError(key, "the change or completion time cannot be read as a time") from None
         if changed is None or completed is None:
             # The queries filter on both; a NULL here means a driver returned something unreadable.
-            raise ValueError(f"encounter {row[KEY]}: change or completion time missing")
+            raise EncounterDataError(key, "the change or completion time is missing")
         return EncounterRef(
-            his_key=str(row[KEY]),
+            his_key=key,
             completed_at=completed,
             changed_at=changed,
             visit_type=_text(row.get("MA_LOAI_KCB")),

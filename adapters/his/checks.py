@@ -73,3 +73,11 @@ def database_message(exc: BaseException) -> str:
     lines = str(orig).strip().splitlines()
     text = lines[0] if lines else type(orig).__name__
     return text[:300]
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An adapter error for the check report, with the database's own words when a query failed."""
+    cause = exc.__cause__
+    if isinstance(cause, sa_exc.SQLAlchemyError):
+        return f"{exc}: {database_message(cause)}"
+    return str(exc)

@@ -49,7 +49,11 @@ def _sql_type(section: str, field: str) -> Any:
         return sa.Boolean()
     if target is datetime:
         return Timestamp
-    if target in (date, BirthDate):
+    if target is BirthDate:
+        # As on the BHYT card / birth record: yyyyMMddHHmm with 0000 for an unknown day-month or time
+        # (year-only births are common; newborns carry the time of birth).
+        return sa.String(12)
+    if target is date:
         return sa.Date()
     size = _max_lengths(cls.TABLE).get(field)
     # Short codes get a roomy VARCHAR (a HIS does not enforce the standard's sizes: the validator does);

@@ -70,9 +70,7 @@ def _db_value(value: object) -> object:
     if isinstance(value, datetime):
         return _wall(value)
     if isinstance(value, BirthDate):
-        if value.as_date() is None or value.hour is not None:
-            raise DemoSchemaError("patient.ngay_sinh: the demo HIS stores full dates of birth without time")
-        return value.as_date()
+        return value.format12()
     return value
 
 

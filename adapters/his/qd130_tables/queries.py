@@ -133,7 +133,11 @@ def _listing(xml1: BoundTable, options: Qd130TablesOptions) -> sa.Select[Any]:
 
 
 def _after(time_column: sa.Column[Any], key: sa.Column[Any], after: After) -> sa.ColumnElement[bool]:
-    return sa.or_(time_column > after.time, sa.and_(time_column == after.time, key > after.key))
+    # The leading ">=" is redundant but sargable: an index range scan starts at the last row.
+    return sa.and_(
+        time_column >= after.time,
+        sa.or_(time_column > after.time, sa.and_(time_column == after.time, key > after.key)),
+    )
 
 
 def discover_page(
@@ -141,7 +145,7 @@ def discover_page(
 ) -> sa.Select[Any]:
     changed = changed_column(xml1, options)
     key = xml1.columns["MA_LK"]
-    query = _listing(xml1, options)
+    query = _listing(xml1, options).where(changed.is_not(None))
     if lower is not None:
         query = query.where(changed >= lower)
     if after is not None:

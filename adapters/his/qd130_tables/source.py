@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.assemble import build_encounter, sections
 from adapters.his.base import Row, SqlEncounterSource, upper_keys
-from adapters.his.checks import CheckReport, database_message
+from adapters.his.checks import CheckReport, database_message, describe_failure
 from adapters.his.engine import create_his_engine
 from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
 from adapters.his.options import Completion, parse_options
@@ -201,12 +201,7 @@ class Qd130TablesSource(SqlEncounterSource):
             later = datetime.now(self.zone) - timedelta(days=30)
             next(iter(self.list_completed(later, later + timedelta(days=31))), None)
         except AdapterError as exc:
-            report.error("XML1", f"{exc}: {database_message(exc)}")
-            return
-        except ValueError as exc:
-            report.error(
-                "XML1", f"a change or completion time cannot be read as a time ({type(exc).__name__})"
-            )
+            report.error("XML1", describe_failure(exc))
             return
         report.sampled = len(keys)
         if not keys:

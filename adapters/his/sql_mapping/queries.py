@@ -38,11 +38,17 @@ def completed_condition(options: SqlMappingOptions) -> str:
 
 
 def _after(time_column: str) -> str:
-    return f"(q.{time_column} > :after_time OR (q.{time_column} = :after_time AND q.{KEY} > :after_key))"
+    # The leading ">=" is redundant but sargable: it lets the database start an index range scan at the
+    # last row instead of filtering everything before it (the OR alone defeats the index).
+    return (
+        f"q.{time_column} >= :after_time"
+        f" AND (q.{time_column} > :after_time OR (q.{time_column} = :after_time AND q.{KEY} > :after_key))"
+    )
 
 
 def discover_page(base_sql: str, options: SqlMappingOptions, *, lower: bool, after: bool, limit: int) -> str:
-    conditions = [completed_condition(options)]
+    # A row without a change time cannot be placed on the watermark: only the sweep sees it.
+    conditions = [completed_condition(options), f"q.{CHANGED} IS NOT NULL"]
     if lower:
         conditions.append(f"q.{CHANGED} >= :lower")
     if after:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.assemble import build_encounter, field_types, normalise_row, sections
 from adapters.his.base import CHANGED, KEY, Row, SqlEncounterSource, upper_keys
-from adapters.his.checks import CheckReport, database_message
+from adapters.his.checks import CheckReport, database_message, describe_failure
 from adapters.his.engine import create_his_engine
 from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
 from adapters.his.options import parse_options
@@ -106,8 +106,15 @@ class SqlMappingSource(SqlEncounterSource):
             **queries.status_parameters(self.sql_options),
         }
 
-    def _fetch(self, conn: Connection, sql: str, parameters: Mapping[str, object]) -> list[Row]:
-        result = conn.execute(sa.text(sql).execution_options(yield_per=self.page_size), dict(parameters))
+    def _fetch(
+        self, conn: Connection, sql: str, parameters: Mapping[str, object], *, stream: bool = False
+    ) -> list[Row]:
+        """Rows keyed by upper-case names. ``stream``: fetch through a server-side cursor ``page_size``
+        rows at a time (list pages); one encounter's rows are few and go in one round trip."""
+        statement = sa.text(sql)
+        if stream:
+            statement = statement.execution_options(yield_per=self.page_size)
+        result = conn.execute(statement, dict(parameters))
         return [upper_keys(row) for row in result.mappings()]
 
     def _list_row(self, row: Row) -> Row:
@@ -134,7 +141,7 @@ class SqlMappingSource(SqlEncounterSource):
             parameters["lower"] = self._time(lower)
         if after is not None:
             parameters.update(after_time=after.time, after_key=after.key)
-        return [self._list_row(row) for row in self._fetch(conn, sql, parameters)]
+        return [self._list_row(row) for row in self._fetch(conn, sql, parameters, stream=True)]
 
     def _completed_page(
         self, conn: Connection, start: datetime, end: datetime, after: After | None
@@ -146,7 +153,7 @@ class SqlMappingSource(SqlEncounterSource):
         parameters.update(range_start=self._time(start), range_end=self._time(end))
         if after is not None:
             parameters.update(after_time=after.time, after_key=after.key)
-        return [self._list_row(row) for row in self._fetch(conn, sql, parameters)]
+        return [self._list_row(row) for row in self._fetch(conn, sql, parameters, stream=True)]
 
     # -- load ----------------------------------------------------------------------------------------------
     def _encounter_row(self, conn: Connection, his_key: str) -> Row | None:
@@ -244,12 +251,7 @@ class SqlMappingSource(SqlEncounterSource):
             later = datetime.now(self.zone) - timedelta(days=30)
             next(iter(self.list_completed(later, later + timedelta(days=31))), None)
         except AdapterError as exc:
-            report.error(where, f"{exc}: {database_message(exc)}")
-            return None
-        except ValueError as exc:
-            report.error(
-                where, f"a change or completion time cannot be read as a time ({type(exc).__name__})"
-            )
+            report.error(where, describe_failure(exc))
             return None
         report.info(where, f"{len(refs)} completed encounter(s) sampled")
         return [ref.his_key for ref in refs]
