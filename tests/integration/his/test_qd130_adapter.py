@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -139,3 +140,26 @@ def test_missing_xml1_or_columns_is_a_configuration_error(his_url: str, writer: 
             source.load("x")
         report = source.check()
     assert not report.ok
+
+
+def test_tables_in_another_schema(his_url: str, writer: sa.Engine) -> None:
+    if writer.dialect.name == "sqlite":
+        pytest.skip("SQLite has no schemas of this kind (only attached files)")
+    schema = f"bhyt_{uuid.uuid4().hex[:6]}"
+    create = "CREATE SCHEMA" if writer.dialect.name == "postgresql" else "CREATE DATABASE"
+    drop = (
+        f"DROP SCHEMA {schema} CASCADE" if writer.dialect.name == "postgresql" else f"DROP DATABASE {schema}"
+    )
+    with writer.begin() as conn:
+        conn.exec_driver_sql(f"{create} {schema}")
+    try:
+        written = sample_encounters()[:3]
+        tables = qd130_data.create_tables(writer, schema=schema)
+        qd130_data.write(writer, tables, written)
+        with qd130_source(his_url) as unqualified, pytest.raises(AdapterConfigError, match="XML1"):
+            unqualified.load(written[0].ma_lk)  # not on the default schema / database
+        with qd130_source(his_url, options={"db_schema": schema}) as source:
+            assert [_as_written(source.load(e.ma_lk), e) for e in written] == written
+    finally:
+        with writer.begin() as conn:
+            conn.exec_driver_sql(drop)
