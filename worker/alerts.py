@@ -12,9 +12,9 @@ whether it holds now, compares with the state stored in ``alert_state`` and noti
 - ``coverage_incomplete``: (needs the HIS) in the ``delivery.sweep_days`` most recent days whose claim
   deadline has passed, the HIS shows completed visits that are not accepted — including visits the worker
   never discovered, which no ledger-only condition can see.
-- ``certificate_expiring`` (fewer than ``signer.expiry_warning_days`` days left, or expired),
-  ``certificate_expired`` (expired or not yet valid) and ``certificate_unreadable`` (the key source cannot be
-  opened: nothing can be signed).
+- ``certificate_expiring`` (``signer.expiry_warning_days`` days left or fewer, or expired),
+  ``certificate_invalid`` (the signing helper's ``certcheck`` says failure: expired, not yet valid, weak key,
+  wrong key usage) and ``certificate_unreadable`` (the key source cannot be opened: nothing can be signed).
 
 Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
 
@@ -37,12 +37,13 @@ from typing import Protocol
 
 import httpx
 import sqlalchemy as sa
+from cryptography import x509
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import CertificateInfo, describe_error, read_certificate_info
+from worker.health import assess_certificate, describe_error, load_signing_certificate
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import alert_state, destination_status, encounters, versions
 from worker.ledger.states import State
@@ -58,7 +59,7 @@ DEAD = "dead_encounters"
 DESTINATION_STOPPED = "destination_stopped"  # + ":<destination>"
 COVERAGE = "coverage_incomplete"
 CERT_EXPIRING = "certificate_expiring"
-CERT_EXPIRED = "certificate_expired"
+CERT_INVALID = "certificate_invalid"
 CERT_UNREADABLE = "certificate_unreadable"
 
 #: How many MA_LK ids a message lists (the counts are always complete).
@@ -393,22 +394,26 @@ def observe_coverage(source: EncounterSource, engine: Engine, settings: Settings
     )
 
 
-def observe_certificate(info: CertificateInfo | None, error: str | None, settings: Settings,
-                        now: datetime) -> list[Observation]:  # fmt: skip
-    if info is None:
+def observe_certificate(
+    certificate: x509.Certificate | None, error: str | None, settings: Settings, now: datetime
+) -> list[Observation]:
+    if certificate is None:
         return [Observation(CERT_UNREADABLE, True, f"the signing certificate cannot be read: {error}")]
-    base: dict[str, object] = {"serial": info.serial, "not_after": info.not_after.isoformat()}
-    days = info.days_left(now)
-    warning = settings.signer.expiry_warning_days
-    invalid = info.expired(now) or info.not_yet_valid(now)
+    report = assess_certificate(certificate, settings.signer, now)
+    base: dict[str, object] = {"serial": report.serial, "not_after": report.not_after.isoformat(),
+                               "days_left": round(report.days_left, 1)}  # fmt: skip
+    warning_days = settings.signer.expiry_warning_days
+    expiring = report.days_left <= warning_days
+    invalid = report.status.value == "failure"
     return [
         Observation(CERT_UNREADABLE, False, "the signing certificate can be read", base),
-        Observation(CERT_EXPIRING, days < warning,
-                    f"the signing certificate expires in {days:.0f} day(s)" if days >= 0
-                    else "the signing certificate has expired", {**base, "days_left": round(days, 1)}),
-        Observation(CERT_EXPIRED, invalid,
-                    "the signing certificate is not valid now: signing stops" if invalid
-                    else "the signing certificate is valid", base),
+        Observation(CERT_EXPIRING, expiring,
+                    f"the signing certificate expires in {report.days_left:.0f} day(s): renew it and register "
+                    "the new one on the BHXH portal" if report.days_left >= 0 else "the signing certificate has expired",
+                    base),
+        Observation(CERT_INVALID, invalid,
+                    "the signing certificate cannot sign: " + "; ".join(report.problems) if invalid
+                    else "the signing certificate is usable", {**base, "problems": list(report.problems)}),
     ]  # fmt: skip
 
 
@@ -418,7 +423,7 @@ def evaluate(
     now: datetime,
     *,
     source: EncounterSource | None = None,
-    certificate_reader: Callable[[], CertificateInfo] | None = None,
+    certificate_reader: Callable[[], x509.Certificate] | None = None,
 ) -> list[Observation]:
     """Every condition that can be judged now (coverage only with ``source``)."""
     calendar = DeadlineCalendar(settings.deadlines)
@@ -433,12 +438,12 @@ def evaluate(
             observations.append(observe_coverage(source, engine, settings, calendar, now))
         except Exception as exc:  # the HIS being down must not stop the other alerts
             log.warning("alerts.coverage_unknown", error=describe_error(exc))
-    reader = certificate_reader or (lambda: read_certificate_info(settings.signer))
+    reader = certificate_reader or (lambda: load_signing_certificate(settings.signer))
     try:
-        info, error = reader(), None
+        certificate, error = reader(), None
     except Exception as exc:  # an unreadable certificate is itself a condition
-        info, error = None, describe_error(exc)
-    observations += observe_certificate(info, error, settings, now)
+        certificate, error = None, describe_error(exc)
+    observations += observe_certificate(certificate, error, settings, now)
     return observations
 
 
@@ -540,7 +545,7 @@ def evaluate_and_notify(
     now: datetime | None = None,
     *,
     source: EncounterSource | None = None,
-    certificate_reader: Callable[[], CertificateInfo] | None = None,
+    certificate_reader: Callable[[], x509.Certificate] | None = None,
 ) -> list[Transition]:
     """Evaluate every condition, store the states, notify the transitions (see the module docstring)."""
     moment = as_utc(now) or datetime.now(UTC)  # stored as UTC: SQLite keeps no offset

@@ -7,8 +7,9 @@ gateway destination (a token call), the signing certificate (loaded from the con
 its validity period, not about to expire) and the clock (against the gateway's HTTP ``Date`` header, taken
 from the same token answer). Exit code: 0 all OK, 1 a WARN with ``--strict``, 2 any FAIL.
 
-The certificate helpers here (``read_certificate_info``, ``CertificateWatch``) are shared with the metrics
-exporter and the alert conditions, so all three judge the certificate the same way.
+The certificate helpers here (``load_signing_certificate``, ``CertificateWatch``, ``assess_certificate``) are
+shared with the metrics exporter and the alert conditions, and all three judge the certificate with the signing
+helper's ``adapters.signers.certcheck``, so they agree with ``vneid-sync cert check``.
 
 A note on the gateway check: it takes a real token for the configured account. Whether the gateway keeps
 older tokens of the account valid is not documented (DOMAIN.md §9.6); if it does not, a running worker's next
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import httpx
 import sqlalchemy as sa
@@ -37,6 +39,9 @@ from sqlalchemy.engine import Engine
 from worker.config import DestinationSettings, Settings, SignerSettings
 from worker.logging import get_logger
 from worker.ports import EncounterSource
+
+if TYPE_CHECKING:
+    from adapters.signers.certcheck import CertificateReport
 
 log = get_logger(__name__)
 
@@ -123,35 +128,8 @@ def describe_error(exc: BaseException) -> str:
 # -------------------------------------------------------------------------------------- certificate
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateInfo:
-    """What monitoring needs to know about the signing certificate (no key material)."""
-
-    serial: str  # hex, as recorded on each version (versions.cert_serial)
-    not_before: datetime
-    not_after: datetime
-
-    @classmethod
-    def of(cls, certificate: x509.Certificate) -> CertificateInfo:
-        return cls(
-            serial=format(certificate.serial_number, "x"),
-            not_before=certificate.not_valid_before_utc,
-            not_after=certificate.not_valid_after_utc,
-        )
-
-    def days_left(self, now: datetime) -> float:
-        """Days until expiry (negative once expired)."""
-        return (self.not_after - now).total_seconds() / 86400
-
-    def expired(self, now: datetime) -> bool:
-        return now > self.not_after
-
-    def not_yet_valid(self, now: datetime) -> bool:
-        return now < self.not_before
-
-
-def read_certificate_info(signer_settings: SignerSettings) -> CertificateInfo:
-    """Open the configured key source once and read its certificate (file, token or remote service).
+def load_signing_certificate(signer_settings: SignerSettings) -> x509.Certificate:
+    """Open the configured key source once and return its certificate (file, token or remote service).
 
     Raises whatever the key source raises when it cannot be opened (``SignerError`` and subclasses).
     """
@@ -159,17 +137,31 @@ def read_certificate_info(signer_settings: SignerSettings) -> CertificateInfo:
 
     signer = create_signer(signer_settings)
     try:
-        return CertificateInfo.of(signer.certificate)
+        return signer.certificate
     finally:
-        close = getattr(signer, "close", None)
-        if callable(close):
-            close()
+        _close(signer)
+
+
+def _close(resource: object) -> None:
+    close = getattr(resource, "close", None)
+    if callable(close):
+        close()
+
+
+def assess_certificate(
+    certificate: x509.Certificate, settings: SignerSettings, now: datetime
+) -> CertificateReport:
+    """The signing helper's verdict (``adapters.signers.certcheck``): dates, key size, key usage."""
+    from adapters.signers.certcheck import check_certificate  # noqa: PLC0415  # load signer adapters on demand
+
+    return check_certificate(certificate, warning_days=settings.expiry_warning_days, now=now)
 
 
 class CertificateWatch:
-    """``read_certificate_info`` cached for ``ttl``: a scrape every 15 s must not reopen a key store or a token.
+    """The signing certificate, cached for ``ttl``: a scrape every 15 s must not reopen a key store or a
+    token. Only the certificate is kept (never the key); days left are computed at each read.
 
-    A failed read is cached for ``error_ttl`` (shorter), so a fixed configuration shows up soon without a
+    A failed load is cached for ``error_ttl`` (shorter), so a fixed configuration shows up soon without a
     broken one being retried on every scrape. Thread-safe (the exporter serves scrapes from threads).
     """
 
@@ -179,7 +171,7 @@ class CertificateWatch:
         *,
         ttl: timedelta = timedelta(hours=1),
         error_ttl: timedelta = timedelta(minutes=5),
-        loader: Callable[[SignerSettings], CertificateInfo] = read_certificate_info,
+        loader: Callable[[SignerSettings], x509.Certificate] = load_signing_certificate,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = signer_settings
@@ -188,12 +180,16 @@ class CertificateWatch:
         self._loader = loader
         self._clock = clock
         self._lock = threading.Lock()
-        self._value: CertificateInfo | None = None
+        self._value: x509.Certificate | None = None
         self._error: str | None = None
         self._valid_until: datetime | None = None
 
-    def current(self) -> tuple[CertificateInfo | None, str | None]:
-        """``(info, None)`` or ``(None, error description)``."""
+    @property
+    def settings(self) -> SignerSettings:
+        return self._settings
+
+    def current(self) -> tuple[x509.Certificate | None, str | None]:
+        """``(certificate, None)`` or ``(None, error description)``."""
         with self._lock:
             now = self._clock()
             if self._valid_until is None or now >= self._valid_until:
@@ -207,31 +203,32 @@ class CertificateWatch:
             return self._value, self._error
 
 
-def judge_certificate(
-    info: CertificateInfo | None, error: str | None, *, now: datetime, warning_days: int
-) -> CheckResult:
-    if info is None:
-        return CheckResult("certificate", Status.FAIL, f"cannot read the signing certificate: {error}")
-    expires = info.not_after.date().isoformat()
-    if info.expired(now):
-        return CheckResult("certificate", Status.FAIL, f"serial {info.serial} EXPIRED on {expires}")
-    if info.not_yet_valid(now):
-        return CheckResult(
-            "certificate", Status.FAIL, f"serial {info.serial} not valid before {info.not_before.isoformat()}"
-        )
-    days = info.days_left(now)
-    detail = f"serial {info.serial}, expires {expires} ({days:.0f} days left)"
-    if days < warning_days:
-        return CheckResult("certificate", Status.WARN, detail + f" — renew: under {warning_days} days")
-    return CheckResult("certificate", Status.OK, detail)
+_HEALTH_STATUS = {"ok": Status.OK, "warning": Status.WARN, "failure": Status.FAIL}
+
+
+def judge_certificate(report: CertificateReport) -> CheckResult:
+    detail = f"serial {report.serial}, expires {report.not_after.date().isoformat()} ({report.days_left:.0f} days left)"
+    if report.key_matches is True:
+        detail += ", key matches"
+    if report.problems:
+        detail += ": " + "; ".join(report.problems)
+    return CheckResult("certificate", _HEALTH_STATUS[report.status.value], detail)
 
 
 def check_certificate(settings: Settings, *, now: datetime) -> CheckResult:
+    """Load the key source, probe that the key belongs to the certificate, judge the certificate."""
+    from adapters.signers.certcheck import check_signer  # noqa: PLC0415  # load signer adapters on demand
+    from adapters.signers.registry import create_signer  # noqa: PLC0415  # idem
+
     try:
-        info, error = read_certificate_info(settings.signer), None
+        signer = create_signer(settings.signer)
+        try:
+            report = check_signer(signer, warning_days=settings.signer.expiry_warning_days, now=now)
+        finally:
+            _close(signer)
     except Exception as exc:  # reported as FAIL
-        info, error = None, describe_error(exc)
-    return judge_certificate(info, error, now=now, warning_days=settings.signer.expiry_warning_days)
+        return CheckResult("certificate", Status.FAIL, f"cannot use the signing key: {describe_error(exc)}")
+    return judge_certificate(report)
 
 
 # -------------------------------------------------------------------------------------------- HIS

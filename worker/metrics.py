@@ -14,6 +14,7 @@ queries, so the numbers are those of the whole installation whatever the number 
 ``vneid_signer_certificate_loaded``                    1 when the signing certificate could be read
 ``vneid_signer_certificate_expiry_days``               days until it expires (negative once expired)
 ``vneid_signer_certificate_not_after_seconds``         its expiry as a Unix time
+``vneid_signer_certificate_status``                    0 ok, 1 warning, 2 failure (as ``cert check``)
 ``vneid_gateway_attempts_total{destination,code}``     audit ``attempt`` rows by ``maKetQua`` (``none``:
                                                        no answer); counted since the exporter started
 ``vneid_gateway_stops_total{destination,reason}``      destination stops (token/account/config errors)
@@ -42,6 +43,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -59,7 +61,7 @@ from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import CertificateWatch
+from worker.health import CertificateWatch, assess_certificate
 from worker.ledger.db import as_utc
 from worker.ledger.schema import audit_log, destination_status, encounters
 from worker.ledger.states import State
@@ -272,21 +274,30 @@ class LedgerCollector:
 
     # -- certificate ----------------------------------------------------------------------------------
     def _certificate_families(self, now: datetime, gauge: Any) -> list[Metric]:
-        info, _error = self._certificates.current()
+        certificate, _error = self._certificates.current()
         loaded = gauge("vneid_signer_certificate_loaded", "1 when the signing certificate could be read.")
-        loaded.add_metric([], 1 if info is not None else 0)
-        if info is None:
+        loaded.add_metric([], 1 if certificate is not None else 0)
+        if certificate is None:
             return [loaded]
+        report = assess_certificate(certificate, self._certificates.settings, now)
         days = gauge(
             "vneid_signer_certificate_expiry_days",
             "Days until the signing certificate expires (negative once expired).",
         )
-        days.add_metric([], info.days_left(now))
+        days.add_metric([], report.days_left)
         not_after = gauge(
             "vneid_signer_certificate_not_after_seconds", "Expiry of the signing certificate (Unix time)."
         )
-        not_after.add_metric([], info.not_after.timestamp())
-        return [loaded, days, not_after]
+        not_after.add_metric([], report.not_after.timestamp())
+        status = gauge(
+            "vneid_signer_certificate_status",
+            "Verdict of `vneid-sync cert check` on the certificate: 0 ok, 1 warning (renew soon), 2 failure.",
+        )
+        status.add_metric([], _CERT_STATUS[report.status.value])
+        return [loaded, days, not_after, status]
+
+
+_CERT_STATUS = {"ok": 0, "warning": 1, "failure": 2}
 
 
 def _stop_reason(detail: object) -> str:
@@ -334,11 +345,31 @@ class MetricsServer:
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
-    """Serve ``registry`` on ``host:port`` (0: any free port) in a daemon thread."""
-    from prometheus_client import start_http_server  # noqa: PLC0415  # see "multiprocess mode"
+    """Serve ``registry`` on ``host:port`` (0: any free port; IPv4 or IPv6) in a daemon thread.
 
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    return MetricsServer(host=host, port=int(server.server_port), _server=server, _thread=thread)
+    prometheus-client's ``start_http_server`` does the same but polls for shutdown every 0.5 s; this one is
+    quiet (no access log on stderr) and stops within 0.1 s.
+    """
+    from wsgiref.simple_server import WSGIRequestHandler, make_server  # noqa: PLC0415  # only when serving
+
+    from prometheus_client import make_wsgi_app  # noqa: PLC0415  # see "multiprocess mode"
+    from prometheus_client.exposition import ThreadingWSGIServer  # noqa: PLC0415  # idem
+
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # the stdlib's parameter name
+            pass
+
+    httpd = make_server(host, port, make_wsgi_app(registry), Server, handler_class=QuietHandler)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
+    )
+    thread.start()
+    return MetricsServer(host=host, port=int(httpd.server_port), _server=httpd, _thread=thread)
 
 
 def serve_ledger_metrics(
