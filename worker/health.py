@@ -461,5 +461,5 @@ def run_checks(
     if "certificate" not in skip:
         results.append(check_certificate(settings, now=moment))
     for result in results:
-        log.info("health.check", check=result.name, status=result.status.value)
+        log.debug("health.check", check=result.name, status=result.status.value)
     return results

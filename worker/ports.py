@@ -39,6 +39,23 @@ class EncounterRef:
     insured: bool | None = None
 
 
+class SourceDataError(Exception):
+    """One encounter cannot be read into the canonical model (unparseable value, unmapped code).
+
+    The message names the section and column, never the value. The pipeline quarantines that encounter and
+    goes on with the rest of the batch."""
+
+    def __init__(self, his_key: str, message: str, *, section: str | None = None, column: str | None = None):
+        super().__init__(message)
+        self.his_key = his_key
+        self.section = section
+        self.column = column
+
+
+class SourceUnavailableError(Exception):
+    """The HIS stayed unreachable after the adapter's own retries: try the whole batch again later."""
+
+
 @runtime_checkable
 class EncounterSource(Protocol):
     """Read-only access to completed encounters in a hospital's HIS database."""

@@ -22,6 +22,7 @@ from worker.ledger.db import utcnow
 from worker.logging import configure_logging, get_logger
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
+from worker.ports import SourceUnavailableError
 
 log = get_logger(__name__)
 _pipeline: Pipeline | None = None
@@ -48,7 +49,7 @@ class LedgerTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
     reject_on_worker_lost = True
     ignore_result = True
     # A ledger outage (PostgreSQL restart) is transient: retry the task; the ledger keeps the state.
-    autoretry_for = (DBAPIError, ConnectionError)
+    autoretry_for = (DBAPIError, ConnectionError, SourceUnavailableError)
     retry_backoff = 2
     retry_backoff_max = 120
     retry_jitter = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from worker.ports import SourceDataError, SourceUnavailableError
+
 
 class AdapterError(Exception):
     """Base class of every error an HIS adapter raises on purpose."""
@@ -40,22 +42,25 @@ class MappingError(AdapterConfigError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class EncounterDataError(AdapterError):
+class EncounterDataError(AdapterError, SourceDataError):
     """One encounter's rows cannot be read into the canonical model (report it; other encounters go on)."""
 
     def __init__(
         self, his_key: str, message: str, *, section: str | None = None, column: str | None = None
     ) -> None:
-        self.his_key = his_key
-        self.section = section
-        self.column = column
         where = ".".join(part for part in (section, column) if part)
-        super().__init__(f"encounter {his_key}: {where + ': ' if where else ''}{message}")
+        SourceDataError.__init__(
+            self,
+            his_key,
+            f"encounter {his_key}: {where + ': ' if where else ''}{message}",
+            section=section,
+            column=column,
+        )
 
 
 class HisQueryError(AdapterError):
     """A query failed for a reason retrying will not fix (bad SQL, missing column, permission, timeout)."""
 
 
-class HisUnavailableError(AdapterError):
+class HisUnavailableError(AdapterError, SourceUnavailableError):
     """The HIS database stayed unreachable (or kept failing transiently) after every retry."""

@@ -519,11 +519,42 @@ def stop_destination(conn: sa.Connection, destination: str, reason: str) -> None
     )
 
 
+def record_auth_failure(conn: sa.Connection, destination: str, *, stop_after: int) -> bool:
+    """Count a 401 that survived a fresh login; stop the destination when they persist. Returns stopped."""
+    now = utcnow()
+    updated = conn.execute(
+        sa.update(destination_status)
+        .where(destination_status.c.destination == destination)
+        .values(auth_failures=destination_status.c.auth_failures + 1)
+    ).rowcount
+    if not updated:
+        conn.execute(sa.insert(destination_status).values(destination=destination, stopped=False, auth_failures=1,
+                                                          since=now))  # fmt: skip
+    failures = conn.execute(
+        sa.select(destination_status.c.auth_failures).where(destination_status.c.destination == destination)
+    ).scalar_one()
+    audit.append(
+        conn, [AuditEvent("auth_failure", destination=destination, detail={"consecutive": failures})]
+    )
+    if failures >= stop_after:
+        stop_destination(conn, destination, f"auth:401 x{failures}")
+        return True
+    return False
+
+
+def clear_auth_failures(conn: sa.Connection, destination: str) -> None:
+    conn.execute(
+        sa.update(destination_status)
+        .where(destination_status.c.destination == destination, destination_status.c.auth_failures > 0)
+        .values(auth_failures=0)
+    )
+
+
 def resume_destination(conn: sa.Connection, destination: str) -> bool:
     updated = conn.execute(
         sa.update(destination_status)
         .where(destination_status.c.destination == destination, destination_status.c.stopped)
-        .values(stopped=False, since=utcnow())
+        .values(stopped=False, auth_failures=0, since=utcnow())
     ).rowcount
     if updated:
         audit.append(conn, [AuditEvent("destination_resumed", destination=destination)])

@@ -141,6 +141,7 @@ destination_status = sa.Table(
     metadata,
     sa.Column("destination", sa.String(50), primary_key=True),
     sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("auth_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("reason", sa.String(200)),
     sa.Column("since", TS, nullable=False),
 )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection
+
 from schemas import PayloadValidationError, build_claim
 from worker.domain import Encounter
 from worker.ledger import repository as repo
@@ -23,12 +25,14 @@ from worker.ledger.states import State
 from worker.logging import get_logger
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import decide
-from worker.ports import DocumentKind, GatewayReceipt, Outcome
+from worker.ports import DocumentKind, GatewayReceipt, Outcome, SourceDataError
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
 #: How long a stopped destination's versions wait before the dispatcher looks at them again.
 STOPPED_RECHECK = timedelta(minutes=5)
+#: Consecutive 401s after a fresh login (across batches and workers) before a destination is stopped.
+AUTH_FAILURES_BEFORE_STOP = 3
 
 
 @dataclass
@@ -53,6 +57,20 @@ def source_hash(encounter: Encounter) -> str:
                                 encounter.cls_results, encounter.clinical_notes)).encode("utf-8")).hexdigest()  # fmt: skip
 
 
+def unreadable_issue(exc: SourceDataError) -> dict[str, object]:
+    """The quarantine reason for an encounter the adapter could not read (no value is ever included)."""
+    return {
+        "table": exc.section,
+        "row": None,
+        "field": exc.column,
+        "rule": "HIS.unreadable",
+        "severity": "error",
+        "message_vi": "Không đọc được dữ liệu của lượt khám từ HIS (giá trị sai định dạng hoặc mã chưa ánh xạ).",
+        "message_en": "The encounter could not be read from the HIS (malformed value or unmapped code).",
+        "hint": "Fix the value in the HIS, or add it to the mapping's value map, then `quarantine retry`.",
+    }
+
+
 def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: BatchResult) -> dict[int, bytes]:
     """Build, validate and sign; record outcomes in two transactions. Returns version id → signed bytes."""
     source = pipeline.source()
@@ -60,7 +78,11 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     quarantined: list[tuple[WorkItem, str, list[dict[str, object]]]] = []
     missing: list[WorkItem] = []
     for item in items:
-        encounter = source.load(item.his_key)
+        try:
+            encounter = source.load(item.his_key)
+        except SourceDataError as exc:
+            quarantined.append((item, f"unreadable:{exc.section}.{exc.column}", [unreadable_issue(exc)]))
+            continue
         if encounter is None:
             missing.append(item)
             continue
@@ -99,17 +121,62 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     return signed
 
 
+def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes]) -> dict[str, str]:
+    """Fill ``signed`` with the stored bytes of versions signed earlier; return the stopped destinations."""
+    with pipeline.engine.begin() as conn:
+        for item in items:
+            if item.version_id not in signed:
+                document = repo.signed_document(conn, item.version_id)
+                if document is not None:
+                    signed[item.version_id] = document
+        return repo.stopped_destinations(conn)
+
+
+def _record(conn: Connection, pipeline: Pipeline, destination: str, item: WorkItem, receipt: GatewayReceipt,
+            *, now: datetime, result: BatchResult) -> None:  # fmt: skip
+    decision = decide(
+        receipt, attempts_before=item.attempts, settings=pipeline.settings.delivery, now=now, rng=_rng
+    )
+    repo.record_attempt(
+        conn, item, destination=destination, result=decision, http_status=receipt.http_status,
+        ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
+        thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan, request_hash=receipt.request_sha256,
+        receipt={"maKetQua": receipt.ma_ket_qua, "maGiaoDich": receipt.ma_giao_dich,
+                 "thoiGianTiepNhan": receipt.thoi_gian_tiep_nhan, "thongDiep": receipt.thong_diep,
+                 "httpStatus": receipt.http_status, "duplicate": receipt.duplicate, "destination": destination},
+        duplicate=receipt.duplicate,
+    )  # fmt: skip
+    _count(result, decision.state, receipt.duplicate)
+    if decision.state is State.SUBMITTED and decision.next_attempt_at is not None:
+        result.retry_ids.append(item.version_id)
+        if result.retry_at is None or decision.next_attempt_at < result.retry_at:
+            result.retry_at = decision.next_attempt_at
+
+
+def _halt(conn: Connection, pipeline: Pipeline, destination: str, receipt: GatewayReceipt,
+          *, deferred: Sequence[WorkItem], now: datetime, result: BatchResult) -> None:  # fmt: skip
+    """CONFIG (402/403/locked) stops the destination at once. AUTH (a 401 right after a fresh login) stops it
+    only when it persists: a token-expiry storm can revoke the new token too, and that is no credentials error."""
+    reason = f"{receipt.outcome.value}:{receipt.ma_ket_qua or receipt.http_status}"
+    if receipt.outcome is Outcome.CONFIG:
+        repo.stop_destination(conn, destination, reason)
+        stopped = True
+    else:
+        stopped = repo.record_auth_failure(conn, destination, stop_after=AUTH_FAILURES_BEFORE_STOP)
+    wait = STOPPED_RECHECK if stopped else timedelta(seconds=pipeline.settings.delivery.backoff_base_s)
+    label = "destination-stopped" if stopped else "auth-retry"
+    repo.defer(conn, deferred, reason=f"{label}:{destination}", until=now + wait)
+    result.deferred += len(deferred)
+    if stopped:
+        log.error("destination stopped: configuration or authentication error", destination=destination,
+                  reason=reason)  # fmt: skip
+
+
 def _submit(
     pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes], result: BatchResult
 ) -> None:
     destination, gateway = pipeline.primary_gateway()
-    with pipeline.engine.begin() as conn:
-        stopped = repo.stopped_destinations(conn)
-        missing_bytes = [item for item in items if item.version_id not in signed]
-        for item in missing_bytes:
-            document = repo.signed_document(conn, item.version_id)
-            if document is not None:
-                signed[item.version_id] = document
+    stopped = _load_signed(pipeline, items, signed)
     sendable = [item for item in items if item.version_id in signed]
     if destination in stopped:
         with pipeline.engine.begin() as conn:
@@ -119,47 +186,24 @@ def _submit(
         result.deferred += len(sendable)
         return
     attempts: list[tuple[WorkItem, GatewayReceipt]] = []
-    stop_reason: str | None = None
+    halted: tuple[GatewayReceipt, Sequence[WorkItem]] | None = None
     for index, item in enumerate(sendable):
         receipt = gateway.submit(signed[item.version_id], DocumentKind.CLAIM)
         log.info("gateway attempt", ma_lk=item.ma_lk, version_id=item.version_id, destination=destination,
                  outcome=receipt.outcome.value, ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
                  http_status=receipt.http_status, elapsed_ms=round(receipt.elapsed_ms, 1))  # fmt: skip
         if receipt.outcome in (Outcome.AUTH, Outcome.CONFIG):
-            stop_reason = f"{receipt.outcome.value}:{receipt.ma_ket_qua or receipt.http_status}"
-            deferred = sendable[index:]
+            halted = (receipt, sendable[index:])
             break
         attempts.append((item, receipt))
-    else:
-        deferred = []
     now = utcnow()
     with pipeline.engine.begin() as conn:
         for item, receipt in attempts:
-            decision = decide(receipt, attempts_before=item.attempts, settings=pipeline.settings.delivery,
-                              now=now, rng=_rng)  # fmt: skip
-            repo.record_attempt(
-                conn, item, destination=destination, result=decision, http_status=receipt.http_status,
-                ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
-                thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan, request_hash=receipt.request_sha256,
-                receipt={"maKetQua": receipt.ma_ket_qua, "maGiaoDich": receipt.ma_giao_dich,
-                         "thoiGianTiepNhan": receipt.thoi_gian_tiep_nhan, "thongDiep": receipt.thong_diep,
-                         "httpStatus": receipt.http_status, "duplicate": receipt.duplicate,
-                         "destination": destination},
-                duplicate=receipt.duplicate,
-            )  # fmt: skip
-            _count(result, decision.state, receipt.duplicate)
-            if decision.state is State.SUBMITTED and decision.next_attempt_at is not None:
-                result.retry_ids.append(item.version_id)
-                if result.retry_at is None or decision.next_attempt_at < result.retry_at:
-                    result.retry_at = decision.next_attempt_at
-        if stop_reason is not None:
-            repo.stop_destination(conn, destination, stop_reason)
-            repo.defer(
-                conn, deferred, reason=f"destination-stopped:{destination}", until=now + STOPPED_RECHECK
-            )
-            result.deferred += len(deferred)
-            log.error("destination stopped: configuration or authentication error", destination=destination,
-                      reason=stop_reason)  # fmt: skip
+            _record(conn, pipeline, destination, item, receipt, now=now, result=result)
+        if any(receipt.outcome is Outcome.ACCEPTED for _, receipt in attempts):
+            repo.clear_auth_failures(conn, destination)
+        if halted is not None:
+            _halt(conn, pipeline, destination, halted[0], deferred=halted[1], now=now, result=result)
 
 
 def _count(result: BatchResult, state: State, duplicate: bool) -> None:

@@ -81,10 +81,10 @@ def print_table(report: CoverageReport, console: Console, *, max_gaps: int = 200
     console.print(table)
     if report.gaps:
         gaps = Table(title=f"Not accepted: {len(report.gaps)}")
-        gaps.add_column("MA_LK", no_wrap=True)
-        gaps.add_column("completed", no_wrap=True)
-        gaps.add_column("state", no_wrap=True)
-        gaps.add_column("age h", justify="right", no_wrap=True)
+        gaps.add_column("MA_LK", no_wrap=True, min_width=15)
+        gaps.add_column("completed", no_wrap=True, min_width=10)
+        gaps.add_column("state", no_wrap=True, min_width=11)
+        gaps.add_column("age h", justify="right", no_wrap=True, min_width=5)
         gaps.add_column("reason", overflow="fold", ratio=1)
         for gap in report.gaps[:max_gaps]:
             deadline = (

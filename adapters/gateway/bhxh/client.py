@@ -169,7 +169,9 @@ class BhxhGateway:
         try:
             token = self._token()
             result = self._post_file(token, file_base64, kind)
-            if result.outcome is Outcome.AUTH and not state.relogin_used:
+            # One re-login per attempt: only a 401 right after a fresh login counts as AUTH. (Per submit
+            # would turn a token revoked again between two transient retries into a stopped destination.)
+            if result.outcome is Outcome.AUTH:
                 state.relogin_used = True
                 self._tokens.invalidate(self._token_key, token)
                 log.info("gateway.relogin", destination=self.name, ma_ket_qua=result.ma_ket_qua)

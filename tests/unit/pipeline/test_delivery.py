@@ -222,3 +222,50 @@ def test_rejected_answer_keeps_the_gateway_message_in_the_receipt(world) -> None
         receipt = conn.execute(sa.select(evidence.c.receipt)).scalar_one()
     assert receipt["thongDiep"] == "error"
     assert receipt["maKetQua"] == "422"
+
+
+def test_one_auth_failure_retries_persistent_ones_stop(world) -> None:  # type: ignore[no-untyped-def]
+    """A 401 after a fresh login can be a token storm: it stops the destination only when it persists."""
+    pipeline, source, _signer, gateway = world
+    gateway.script = [Outcome.AUTH]
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1601"), T0)
+    ids = _run(pipeline)
+    from worker.ledger import repository as repo
+
+    with pipeline.engine.connect() as conn:
+        assert repo.stopped_destinations(conn) == {}
+    with pipeline.engine.begin() as conn:
+        conn.execute(sa.update(versions).values(next_attempt_at=None))
+    delivery.process_versions(pipeline, ids, owner="retry")
+    assert _states(pipeline.engine)["79999-1601"] == State.ACCEPTED
+    gateway.script = [Outcome.AUTH] * 3
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1602"), T0 + timedelta(minutes=1))
+    ids = _run(pipeline)
+    for _ in range(2):
+        with pipeline.engine.begin() as conn:
+            conn.execute(sa.update(versions).values(next_attempt_at=None))
+        delivery.process_versions(pipeline, ids, owner="retry")
+    with pipeline.engine.connect() as conn:
+        assert "bhxh" in repo.stopped_destinations(conn)
+
+
+def test_unreadable_encounter_is_quarantined_with_section_and_column(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, _gateway = world
+    from worker.ports import SourceDataError
+
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1701"), T0)
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1702"), T0)
+    original_load = source.load
+
+    def load(his_key: str):  # type: ignore[no-untyped-def]
+        if his_key == "1701":
+            raise SourceDataError(his_key, "unmapped code", section="visit", column="MA_KHOA")
+        return original_load(his_key)
+
+    source.load = load  # type: ignore[method-assign]
+    _run(pipeline)
+    assert _states(pipeline.engine) == {"79999-1701": State.QUARANTINED, "79999-1702": State.ACCEPTED}
+    with pipeline.engine.connect() as conn:
+        issues = conn.execute(sa.select(versions.c.issues).where(versions.c.ma_lk == "79999-1701")).scalar_one()
+    assert issues["errors"][0]["field"] == "MA_KHOA"
+    assert issues["errors"][0]["rule"] == "HIS.unreadable"

@@ -64,6 +64,7 @@ def upgrade() -> None:
         "destination_status",
         sa.Column("destination", sa.String(length=50), nullable=False),
         sa.Column("stopped", sa.Boolean(), nullable=False),
+        sa.Column("auth_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("destination", name=op.f("pk_destination_status")),
