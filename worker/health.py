@@ -408,7 +408,7 @@ def judge_clock(name: str, probe: TokenProbe, *, max_skew: timedelta = MAX_CLOCK
         return CheckResult(check, Status.WARN, "unknown: the gateway sent no Date header")
     skew = (probe.server_date - probe.local_midpoint).total_seconds()
     # The Date header has a resolution of one second: differences below that are noise.
-    detail = f"{skew:+.0f} s against the gateway's clock"
+    detail = f"{round(skew):+d} s against the gateway's clock"
     if abs(skew) > max_skew.total_seconds():
         return CheckResult(
             check, Status.WARN, detail + f" (over {max_skew.total_seconds():.0f} s: check NTP)"
