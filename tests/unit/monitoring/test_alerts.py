@@ -307,3 +307,39 @@ def test_claim_cutoff_agrees_with_the_coverage_clocks(now: datetime, back: int) 
     claim_at = calendar.clocks(completed).claim_at
     if abs((now - claim_at).total_seconds()) > 1:  # the deadline's last second is ambiguous by design
         assert (completed < cutoff) == (now > claim_at)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_alerts_check_command(tmp_path: Path, sqlite_ledger: Engine) -> None:
+    """`vneid-sync alerts check`: exit 0 while nothing fires, 1 while something does; notifies once."""
+    import typer
+    from typer.testing import CliRunner
+
+    from adapters.signers.testpki import create_test_pki
+    from worker.cli import monitor_cmd
+
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        pass
+
+    monitor_cmd.register(app)
+    pki = create_test_pki(tmp_path / "pki", ca_key_size=2048, valid_days=365)
+    runner = CliRunner()
+    with webhook_receiver() as receiver:
+        env = {"VNEID_DATA_DIR": str(tmp_path), "VNEID_LEDGER__DATABASE_URL": str(sqlite_ledger.url),
+               "VNEID_SIGNER__KEY_FILE": str(pki.pkcs12), "VNEID_SIGNER__PASSPHRASE": pki.passphrase,
+               "VNEID_ALERTS__WEBHOOK_URL": receiver.url, "COLUMNS": "200"}  # fmt: skip
+        quiet = runner.invoke(app, ["alerts", "check", "--no-his"], env=env)
+        assert quiet.exit_code == 0, quiet.output
+        assert "no alert condition is firing" in quiet.stdout
+        visit_in_state(sqlite_ledger, "DEAD1", datetime.now(UTC) - timedelta(hours=1), State.DEAD)
+        firing = runner.invoke(app, ["alerts", "check", "--no-his"], env=env)
+        again = runner.invoke(app, ["alerts", "check", "--no-his"], env=env)
+    assert firing.exit_code == 1
+    assert "FIRING   dead_encounters: 1 visit(s) dead" in firing.stdout
+    assert again.exit_code == 1
+    assert receiver.statuses() == [("dead_encounters", "firing")]
