@@ -25,7 +25,9 @@ from worker.metrics import ledger_registry, serve
 @pytest.fixture(scope="module")
 def certificate() -> x509.Certificate:
     ca = generate_ca(key_size=2048)
-    return issue_signing_certificate(ca, not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=365)).certificate
+    return issue_signing_certificate(
+        ca, not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=365)
+    ).certificate
 
 
 def test_ledger_metrics_on_postgresql(pg_ledger: Engine) -> None:
@@ -62,7 +64,10 @@ def test_concurrent_alert_checks_notify_once(pg_ledger: Engine, certificate: x50
         for thread in threads:
             thread.join(timeout=30)
     assert errors == []
-    assert sorted(receiver.statuses()) == [("dead_encounters", "firing"), ("destination_stopped:hub", "firing")]
+    assert sorted(receiver.statuses()) == [
+        ("dead_encounters", "firing"),
+        ("destination_stopped:hub", "firing"),
+    ]
 
 
 def test_ledger_health_on_postgresql(pg_url: str, pg_ledger: Engine) -> None:
