@@ -140,7 +140,7 @@ def is_required(spec: FieldSpec) -> bool:
 
 
 def is_multi_valued(spec: FieldSpec) -> bool:
-    return 'separated by ";"' in spec.format or "(max 12)" in spec.format
+    return 'separated by ";"' in spec.format
 
 
 def decimal_places(spec: FieldSpec) -> int:

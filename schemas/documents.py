@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 from lxml import etree
 
@@ -30,13 +29,20 @@ def is_single_record(table: str) -> bool:
     return TABLE_LAYOUTS[table].row is None
 
 
-@lru_cache(maxsize=256)
+_templates = threading.local()
+
+
 def _record_template(tag: str, names: tuple[str, ...]) -> etree._Element:
     """An empty record with every field element: copying it (in C) is about twice as fast as creating the
-    elements one by one, which matters for large records."""
-    record = etree.Element(tag, nsmap=NSMAP)
-    for name in names:
-        _SubElement(record, name)
+    elements one by one, which matters for large records. Kept per thread, like the parsers."""
+    cache: dict[tuple[str, tuple[str, ...]], etree._Element] | None = getattr(_templates, "cache", None)
+    if cache is None:
+        cache = _templates.cache = {}
+    record = cache.get((tag, names))
+    if record is None:
+        record = cache[(tag, names)] = etree.Element(tag, nsmap=NSMAP)
+        for name in names:
+            _SubElement(record, name)
     return record
 
 

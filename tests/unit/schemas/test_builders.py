@@ -216,3 +216,21 @@ def test_checkin_with_two_first_costs_is_rejected() -> None:
     )
     with pytest.raises(PayloadValidationError, match=r"XML0\.exactly_one"):
         build_checkin(both, PayloadOptions())
+
+
+def test_builds_in_parallel_threads_give_the_same_bytes() -> None:
+    """The worker may build from several threads: per-thread parsers, schemas and record templates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {
+        name: build_claim(case(), PayloadOptions(), created=CREATED).document
+        for name, case in VALID_CASES.items()
+    }
+
+    def build(name: str) -> tuple[str, bytes, bool]:
+        document = build_claim(VALID_CASES[name](), PayloadOptions(), created=CREATED).document
+        return name, document, validate_envelope_bytes(document, Profile.QD3176) == []
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(build, [name for name in VALID_CASES for _ in range(6)]))
+    assert all(document == expected[name] and valid for name, document, valid in results)
