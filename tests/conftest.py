@@ -63,3 +63,19 @@ def rng() -> random.Random:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own (for stacks whose workers keep their own connections)."""
+    with scratch_database(PG_ADMIN_URL, "PostgreSQL") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_redis_url(redis_url: str) -> str:
+    """The session's Redis database, emptied for this test: no message of an earlier test may be consumed."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url

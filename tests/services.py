@@ -39,7 +39,7 @@ def scratch_database(admin_url: str, kind: str) -> Iterator[str]:
     """Create a uniquely named database for one test session and drop it afterwards."""
     name = f"vneid_test_{uuid.uuid4().hex[:10]}"
     try:
-        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         with engine.connect() as conn:
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
     except sa.exc.OperationalError as exc:
@@ -48,6 +48,7 @@ def scratch_database(admin_url: str, kind: str) -> Iterator[str]:
     try:
         yield url
     finally:
+        engine.dispose()  # a chaos test may have restarted the server under the pooled connection
         with engine.connect() as conn:
             if kind == "PostgreSQL":
                 conn.execute(

@@ -11,9 +11,10 @@ from typing import Any
 
 import structlog
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError
 
+from worker import alerts, metrics
 from worker.bootstrap import build_pipeline
 from worker.celery_app import app
 from worker.config import load_settings
@@ -42,6 +43,25 @@ def _fresh_pipeline_after_fork(**_: Any) -> None:
     """Connections must not be shared across a fork: each child builds its own pipeline lazily."""
     global _pipeline  # noqa: PLW0603  # see current_pipeline
     _pipeline = None
+
+
+_metrics_pool: list[str] = []
+
+
+def serve_worker_metrics_on_start(pool: str) -> None:
+    """Ask the worker's main process to serve its metrics once it starts (``metrics.worker_port``)."""
+    _metrics_pool[:] = [pool]
+
+
+@worker_init.connect
+def _start_metrics_server(**_: Any) -> None:
+    if not _metrics_pool:
+        return
+    settings = load_settings()
+    if settings.metrics.worker_port:
+        metrics.start_worker_metrics_server(
+            settings, port=settings.metrics.worker_port, pool=_metrics_pool[0]
+        )
 
 
 class LedgerTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
@@ -114,3 +134,13 @@ def dispatch_due(self: LedgerTask) -> dict[str, int]:
     for batch in batches:
         process_batch.delay(batch)
     return {"batches": len(batches), "versions": sum(len(batch) for batch in batches)}
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.check_alerts")
+def check_alerts(self: LedgerTask) -> dict[str, int]:
+    """Fire or clear alert conditions (once per change; state in the ledger)."""
+    pipeline = self.pipeline
+    transitions = alerts.evaluate_and_notify(pipeline.engine, pipeline.settings,
+                                             alerts.notifiers_from_settings(pipeline.settings),
+                                             utcnow(), source=pipeline.source())  # fmt: skip
+    return {"transitions": len(transitions)}

@@ -18,6 +18,7 @@ from worker.cli import (
     coverage_cmd,
     demo_cmd,
     demo_run_cmd,
+    monitor_cmd,
     ops_cmd,
     payload_cmd,
     sign_cmd,
@@ -44,6 +45,7 @@ for module in (
     simulator_cmd,
     ops_cmd,
     coverage_cmd,
+    monitor_cmd,
 ):
     module.register(app)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from worker import metrics
 from worker.bootstrap import build_pipeline, ledger_engine
 from worker.cli.context import CliError, console, settings
 from worker.ledger import audit, migrate, queries
@@ -77,7 +78,16 @@ def worker_command(
     """Run a Celery worker (consumes the submission and discovery queues by default)."""
     cfg = settings(ctx)
     _ensure_ledger(ctx)
+    node = hostname or "worker"
+    if cfg.metrics.enabled and cfg.metrics.worker_port and pool == "prefork":
+        # Before Celery forks its pool: children write their samples where the main process serves them.
+        metrics.enable_multiprocess(
+            cfg.data_dir / "prometheus" / node.replace("%h", "host").replace("@", "_")
+        )
     from worker.celery_app import app  # noqa: PLC0415  # importing tasks wires Celery; only daemons need it
+    from worker.tasks import serve_worker_metrics_on_start  # noqa: PLC0415  # see above
+
+    serve_worker_metrics_on_start(pool)
 
     chosen = ",".join(
         q.value for q in (queues or [QueueName.SUBMISSION, QueueName.DISCOVERY, QueueName.BACKFILL])

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from schemas import PayloadValidationError, build_claim
+from worker import metrics
 from worker.domain import Encounter
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
@@ -189,6 +190,9 @@ def _submit(
     halted: tuple[GatewayReceipt, Sequence[WorkItem]] | None = None
     for index, item in enumerate(sendable):
         receipt = gateway.submit(signed[item.version_id], DocumentKind.CLAIM)
+        metrics.record_attempt(
+            destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
+        )
         log.info("gateway attempt", ma_lk=item.ma_lk, version_id=item.version_id, destination=destination,
                  outcome=receipt.outcome.value, ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
                  http_status=receipt.http_status, elapsed_ms=round(receipt.elapsed_ms, 1))  # fmt: skip
