@@ -27,11 +27,15 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from worker.bootstrap import build_pipeline
+from worker.celery_app import create_celery
 from worker.config import load_settings
 from worker.domain.values import VIETNAM_TZ
 from worker.ledger import audit, migrate
+from worker.ledger import repository as repo
 from worker.ledger.schema import encounters, versions
 from worker.ledger.states import ACTIVE, State
+from worker.pipeline import discovery
 from worker.reporting.coverage import CoverageReport, GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
 
@@ -157,10 +161,10 @@ class DemoStack:
                                     random_seed=self.plan.seed)  # fmt: skip
         self.progress(f"demo HIS seeded: {self.seeded.total} encounters since {self.plan.since}, "
                       f"{self.seeded.bad} deliberately bad")  # fmt: skip
-        from worker.bootstrap import build_pipeline  # noqa: PLC0415  # after VNEID_CONFIG is set
-
         self.pipeline = build_pipeline(self.settings)
         migrate.upgrade(self.pipeline.engine)
+        self.celery = create_celery(self.settings)
+        self._stack.callback(self.celery.close)
 
     def _write_config(self, token: str) -> Path:
         directory = self.directory
@@ -222,12 +226,16 @@ class DemoStack:
                 process.wait()
 
     # -- delivery --------------------------------------------------------------------------------------
-    def kickoff(self) -> int:
-        from worker.pipeline import discovery  # noqa: PLC0415  # after VNEID_CONFIG is set
-        from worker.tasks import enqueue_batches  # noqa: PLC0415  # the broker comes from VNEID_CONFIG
+    def send(self, batch: list[int]) -> None:
+        """Hand a batch to the workers through this stack's own broker (not the module-level app's)."""
+        with self.pipeline.engine.begin() as conn:
+            repo.mark_enqueued(conn, batch)
+        self.celery.send_task("vneid.process_batch", args=(batch,))
 
+    def kickoff(self) -> int:
         found = discovery.discover(self.pipeline)
-        enqueue_batches(self.pipeline, found.version_ids)
+        for batch in discovery.chunked(found.version_ids, self.settings.delivery.batch_size):
+            self.send(batch)
         self.progress(f"discovered {found.seen} completed encounters; delivering…")
         return found.seen
 
@@ -238,12 +246,9 @@ class DemoStack:
 
     def dispatch_due(self) -> int:
         """The beat's job: hand due work (including what lost messages left behind) to the workers."""
-        from worker.pipeline import discovery  # noqa: PLC0415  # see kickoff
-        from worker.tasks import process_batch  # noqa: PLC0415  # see kickoff
-
         batches = discovery.due_batches(self.pipeline)
         for batch in batches:
-            process_batch.delay(batch)
+            self.celery.send_task("vneid.process_batch", args=(batch,))
         return len(batches)
 
     def deliver_until_done(self, timeout_s: float, *, tick: Callable[[int], None] | None = None,
