@@ -316,8 +316,15 @@ def run_demo(plan: DemoPlan, progress: Callable[[str], None] = print) -> DemoOut
             progress(f"timed out after {plan.timeout_s:.0f} s with work still active")
         outcome = stack.outcome()
         if plan.keep:
-            progress("--keep: everything stays up; press Ctrl-C to stop")
+            flower = subprocess.Popen(  # noqa: S603  # our own interpreter and CLI
+                [sys.executable, "-m", "worker.cli.app", "--config", str(stack.config), "flower"],
+                env=dict(os.environ, VNEID_CONFIG=str(stack.config)),
+            )
+            progress(f"--keep: Flower on http://127.0.0.1:{stack.settings.flower.port}, simulator on "
+                     f"{stack.simulator.url}/_sim/stats, config {stack.config}; press Ctrl-C to stop")  # fmt: skip
             with suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
+            flower.terminate()
+            flower.wait(15)
     return outcome
