@@ -18,9 +18,21 @@ SPEC_ROOT = Path(str(resources.files("schemas"))) / "data" / "spec"
 
 #: Tables the HIS sends inside GIAMDINHHS, in envelope order. XML0 goes alone; XML12 is never sent.
 ENVELOPE_TABLES: tuple[str, ...] = (
-    "XML1", "XML2", "XML3", "XML4", "XML5", "XML6", "XML7", "XML8", "XML9", "XML10", "XML11",
-    "XML13", "XML14", "XML15",
-)  # fmt: skip
+    "XML1",
+    "XML2",
+    "XML3",
+    "XML4",
+    "XML5",
+    "XML6",
+    "XML7",
+    "XML8",
+    "XML9",
+    "XML10",
+    "XML11",
+    "XML13",
+    "XML14",
+    "XML15",
+)
 ALL_TABLES: tuple[str, ...] = ("XML0", *ENVELOPE_TABLES)
 
 

@@ -32,9 +32,14 @@ class FakeSource:
     def _ref(self, key: str) -> EncounterRef:
         enc = self.encounters[key]
         assert enc.completed_at is not None
-        return EncounterRef(his_key=key, completed_at=enc.completed_at, changed_at=self.changed[key],
-                            visit_type=enc.visit.ma_loai_kcb, department=enc.visit.ma_khoa,
-                            insured=enc.is_insured)  # fmt: skip
+        return EncounterRef(
+            his_key=key,
+            completed_at=enc.completed_at,
+            changed_at=self.changed[key],
+            visit_type=enc.visit.ma_loai_kcb,
+            department=enc.visit.ma_khoa,
+            insured=enc.is_insured,
+        )
 
     def discover(self, since: Cursor | None) -> Iterator[EncounterRef]:
         keys = sorted(self.encounters, key=lambda k: (self.changed[k], k))
@@ -88,8 +93,17 @@ class FakeGateway:
         if outcome is Outcome.ACCEPTED:
             duplicate = digest in self.received
             transaction = self.received.setdefault(digest, f"GD{len(self.received) + 1:06d}")
-            return GatewayReceipt(Outcome.ACCEPTED, 200, "200", transaction, "20260304101500",
-                                  "already received" if duplicate else "ok", digest, 1.0, duplicate)  # fmt: skip
+            return GatewayReceipt(
+                Outcome.ACCEPTED,
+                200,
+                "200",
+                transaction,
+                "20260304101500",
+                "already received" if duplicate else "ok",
+                digest,
+                1.0,
+                duplicate,
+            )
         code = {Outcome.DATA_ERROR: "422", Outcome.CONFIG: "403", Outcome.AUTH: "401"}.get(outcome, "500")
         return GatewayReceipt(outcome, 200, code, None, None, "error", digest, 1.0)
 

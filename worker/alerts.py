@@ -251,9 +251,15 @@ def notifiers_from_settings(settings: Settings) -> list[Notifier]:
         notifiers.append(WebhookNotifier(cfg.webhook_url, token=cfg.webhook_token))
     if cfg.smtp_host and cfg.email_from and cfg.email_to:
         notifiers.append(
-            EmailNotifier(host=cfg.smtp_host, port=cfg.smtp_port, sender=cfg.email_from,
-                          recipients=cfg.email_to, user=cfg.smtp_user, password=cfg.smtp_password)
-        )  # fmt: skip
+            EmailNotifier(
+                host=cfg.smtp_host,
+                port=cfg.smtp_port,
+                sender=cfg.email_from,
+                recipients=cfg.email_to,
+                user=cfg.smtp_user,
+                password=cfg.smtp_password,
+            )
+        )
     return notifiers
 
 
@@ -278,8 +284,9 @@ def claim_cutoff(calendar: DeadlineCalendar, now: datetime) -> date:
     return day
 
 
-def observe_claim_deadline(conn: sa.Connection, settings: Settings, calendar: DeadlineCalendar,
-                           now: datetime, legal_start: datetime) -> Observation:  # fmt: skip
+def observe_claim_deadline(
+    conn: sa.Connection, settings: Settings, calendar: DeadlineCalendar, now: datetime, legal_start: datetime
+) -> Observation:
     cutoff = _local_midnight(claim_cutoff(calendar, now))
     late = (
         encounters.c.completed_at >= as_utc(legal_start),
@@ -305,9 +312,13 @@ def observe_claim_deadline(conn: sa.Connection, settings: Settings, calendar: De
         CLAIM_DEADLINE,
         True,
         f"{total} visit(s) not accepted after the {days}-working-day claim deadline",
-        {"count": total, "by_state": by_state, "completed_before": cutoff.isoformat(),
-         "oldest_ma_lk": [row.ma_lk for row in oldest]},
-    )  # fmt: skip
+        {
+            "count": total,
+            "by_state": by_state,
+            "completed_before": cutoff.isoformat(),
+            "oldest_ma_lk": [row.ma_lk for row in oldest],
+        },
+    )
 
 
 def observe_dead(conn: sa.Connection) -> Observation:
@@ -360,19 +371,24 @@ def observe_destinations(conn: sa.Connection, settings: Settings) -> list[Observ
         if row is not None and row.stopped:
             reason = str(row.reason or "")
             observations.append(
-                Observation(f"{prefix}{name}", True,
-                            f"sending to {name} is stopped ({reason}): fix the configuration, then "
-                            f"`vneid-sync destinations resume {name}`",
-                            {"destination": name, "reason": reason})
-            )  # fmt: skip
+                Observation(
+                    f"{prefix}{name}",
+                    True,
+                    f"sending to {name} is stopped ({reason}): fix the configuration, then "
+                    f"`vneid-sync destinations resume {name}`",
+                    {"destination": name, "reason": reason},
+                )
+            )
         else:
-            observations.append(Observation(f"{prefix}{name}", False, f"sending to {name} is active",
-                                            {"destination": name}))  # fmt: skip
+            observations.append(
+                Observation(f"{prefix}{name}", False, f"sending to {name} is active", {"destination": name})
+            )
     return observations
 
 
-def observe_coverage(source: EncounterSource, engine: Engine, settings: Settings,
-                     calendar: DeadlineCalendar, now: datetime) -> Observation:  # fmt: skip
+def observe_coverage(
+    source: EncounterSource, engine: Engine, settings: Settings, calendar: DeadlineCalendar, now: datetime
+) -> Observation:
     from worker.reporting.coverage import GroupBy, compute  # noqa: PLC0415  # only when the HIS is given
 
     end = claim_cutoff(calendar, now)
@@ -380,15 +396,26 @@ def observe_coverage(source: EncounterSource, engine: Engine, settings: Settings
     start = max(legal, end - timedelta(days=settings.delivery.sweep_days))
     if start >= end:
         return Observation(COVERAGE, False, "no day past its claim deadline yet", {"days": 0})
-    report = compute(source, engine, facility_code=settings.payload.facility_code, start=start, end=end,
-                     group_by=GroupBy.DAY, calendar=calendar, now=now)  # fmt: skip
+    report = compute(
+        source,
+        engine,
+        facility_code=settings.payload.facility_code,
+        start=start,
+        end=end,
+        group_by=GroupBy.DAY,
+        calendar=calendar,
+        now=now,
+    )
     totals = report.totals
     window: dict[str, object] = {"from": start.isoformat(), "until": end.isoformat()}
     missing_accepted = totals["completed"] - totals["accepted"]
     if missing_accepted <= 0:
         return Observation(COVERAGE, False, f"coverage 100 % of {totals['completed']} visit(s)", window)
-    columns = {key: int(totals[key]) for key in ("completed", "accepted", "pending", "rejected", "quarantined",
-                                                   "dead", "missing") if totals[key]}  # fmt: skip
+    columns = {
+        key: int(totals[key])
+        for key in ("completed", "accepted", "pending", "rejected", "quarantined", "dead", "missing")
+        if totals[key]
+    }
     gaps = [gap.ma_lk for gap in report.gaps if gap.state != State.HIDDEN][:SAMPLE_IDS]
     return Observation(
         COVERAGE,
@@ -404,21 +431,34 @@ def observe_certificate(
     if certificate is None:
         return [Observation(CERT_UNREADABLE, True, f"the signing certificate cannot be read: {error}")]
     report = assess_certificate(certificate, settings.signer, now)
-    base: dict[str, object] = {"serial": report.serial, "not_after": report.not_after.isoformat(),
-                               "days_left": round(report.days_left, 1)}  # fmt: skip
+    base: dict[str, object] = {
+        "serial": report.serial,
+        "not_after": report.not_after.isoformat(),
+        "days_left": round(report.days_left, 1),
+    }
     warning_days = settings.signer.expiry_warning_days
     expiring = report.days_left <= warning_days
     invalid = report.status.value == "failure"
     return [
         Observation(CERT_UNREADABLE, False, "the signing certificate can be read", base),
-        Observation(CERT_EXPIRING, expiring,
-                    f"the signing certificate expires in {report.days_left:.0f} day(s): renew it and register "
-                    "the new one on the BHXH portal" if report.days_left >= 0 else "the signing certificate has expired",
-                    base),
-        Observation(CERT_INVALID, invalid,
-                    "the signing certificate cannot sign: " + "; ".join(report.problems) if invalid
-                    else "the signing certificate is usable", {**base, "problems": list(report.problems)}),
-    ]  # fmt: skip
+        Observation(
+            CERT_EXPIRING,
+            expiring,
+            f"the signing certificate expires in {report.days_left:.0f} day(s): renew it and register "
+            "the new one on the BHXH portal"
+            if report.days_left >= 0
+            else "the signing certificate has expired",
+            base,
+        ),
+        Observation(
+            CERT_INVALID,
+            invalid,
+            "the signing certificate cannot sign: " + "; ".join(report.problems)
+            if invalid
+            else "the signing certificate is usable",
+            {**base, "problems": list(report.problems)},
+        ),
+    ]
 
 
 def evaluate(
@@ -472,10 +512,14 @@ def apply_observations(
     with engine.begin() as conn:
         _lock(conn)
         names = [obs.condition for obs in observations]
-        stored = {
-            row.condition: row
-            for row in conn.execute(sa.select(alert_state).where(alert_state.c.condition.in_(names)))
-        } if names else {}  # fmt: skip
+        stored = (
+            {
+                row.condition: row
+                for row in conn.execute(sa.select(alert_state).where(alert_state.c.condition.in_(names)))
+            }
+            if names
+            else {}
+        )
         for obs in observations:
             row = stored.get(obs.condition)
             was_firing = bool(row.firing) if row is not None else False
@@ -513,9 +557,13 @@ def _undo(engine: Engine, transition: Transition) -> None:
 
 
 def notify(
-    engine: Engine, transitions: Sequence[Transition], notifiers: Sequence[Notifier], *, facility_code: str,
+    engine: Engine,
+    transitions: Sequence[Transition],
+    notifiers: Sequence[Notifier],
+    *,
+    facility_code: str,
     now: datetime,
-) -> list[Transition]:  # fmt: skip
+) -> list[Transition]:
     delivered: list[Transition] = []
     for transition in transitions:
         message = AlertMessage(facility_code=facility_code, transition=transition, at=now)
@@ -525,10 +573,19 @@ def notify(
                 notifier.send(message)
                 successes += 1
             except NotifierError as exc:
-                log.error("alerts.notify_failed", condition=transition.condition, notifier=notifier.name,
-                          error=str(exc))  # fmt: skip
-        log.warning("alert", condition=transition.condition, status=transition.status,
-                    summary=transition.summary, notified=successes)  # fmt: skip
+                log.error(
+                    "alerts.notify_failed",
+                    condition=transition.condition,
+                    notifier=notifier.name,
+                    error=str(exc),
+                )
+        log.warning(
+            "alert",
+            condition=transition.condition,
+            status=transition.status,
+            summary=transition.summary,
+            notified=successes,
+        )
         if notifiers and not successes:
             _undo(engine, transition)
             delivered.append(_with_delivered(transition, False))
@@ -538,8 +595,14 @@ def notify(
 
 
 def _with_delivered(transition: Transition, delivered: bool) -> Transition:
-    return Transition(transition.condition, transition.firing, transition.since, transition.summary,
-                      transition.detail, delivered)  # fmt: skip
+    return Transition(
+        transition.condition,
+        transition.firing,
+        transition.since,
+        transition.summary,
+        transition.detail,
+        delivered,
+    )
 
 
 def evaluate_and_notify(

@@ -39,8 +39,14 @@ from worker.pipeline import discovery
 from worker.reporting.coverage import CoverageReport, GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
 
-DEMO_FAULTS: dict[str, Any] = {"seed": 7, "http_5xx": 0.05, "timeout": 0.02, "lost_response": 0.03,
-                               "timeout_s": 3.0, "token_storm": 0.01}  # fmt: skip
+DEMO_FAULTS: dict[str, Any] = {
+    "seed": 7,
+    "http_5xx": 0.05,
+    "timeout": 0.02,
+    "lost_response": 0.03,
+    "timeout_s": 3.0,
+    "token_storm": 0.01,
+}
 
 
 @dataclass
@@ -147,20 +153,31 @@ class DemoStack:
         faults = self.directory / "faults.json"
         faults.write_text(json.dumps(self.plan.faults), encoding="utf-8")
         self.simulator = self._stack.enter_context(
-            spawn_simulator(trust_store=self.pki.ca_certificate, faults_file=faults,
-                            state_dir=self.directory / "sim", startup_timeout_s=90)
-        )  # fmt: skip
+            spawn_simulator(
+                trust_store=self.pki.ca_certificate,
+                faults_file=faults,
+                state_dir=self.directory / "sim",
+                startup_timeout_s=90,
+            )
+        )
         described = ", ".join(f"{k}={v}" for k, v in self.plan.faults.items() if k != "seed") or "none"
         self.progress(f"gateway simulator on {self.simulator.url} (faults: {described})")
         self.config = self._write_config(token)
         os.environ["VNEID_CONFIG"] = str(self.config)
         self.settings = load_settings(self.config)
         self.until = datetime.now(VIETNAM_TZ).date()
-        self.seeded = seed_demo_his(self.settings.his_url, encounters=self.plan.encounters,
-                                    bad_share=self.plan.bad_share, since=self.plan.since, until=self.until,
-                                    random_seed=self.plan.seed)  # fmt: skip
-        self.progress(f"demo HIS seeded: {self.seeded.total} encounters since {self.plan.since}, "
-                      f"{self.seeded.bad} deliberately bad")  # fmt: skip
+        self.seeded = seed_demo_his(
+            self.settings.his_url,
+            encounters=self.plan.encounters,
+            bad_share=self.plan.bad_share,
+            since=self.plan.since,
+            until=self.until,
+            random_seed=self.plan.seed,
+        )
+        self.progress(
+            f"demo HIS seeded: {self.seeded.total} encounters since {self.plan.since}, "
+            f"{self.seeded.bad} deliberately bad"
+        )
         self.pipeline = build_pipeline(self.settings)
         migrate.upgrade(self.pipeline.engine)
         self.celery = create_celery(self.settings)
@@ -172,13 +189,22 @@ class DemoStack:
             "his": {"adapter": "demo", "url": f"sqlite:///{directory / 'demo-his.sqlite3'}"},
             "ledger": {"database_url": f"sqlite:///{directory / 'ledger.sqlite3'}"},
             "broker": {"url": f"sqla+sqlite:///{directory / 'broker.sqlite3'}"},
-            "signer": {"source": "remote", "remote_url": self.signer.url, "remote_token": token,
-                       "trust_store": str(self.pki.ca_certificate)},
+            "signer": {
+                "source": "remote",
+                "remote_url": self.signer.url,
+                "remote_token": token,
+                "trust_store": str(self.pki.ca_certificate),
+            },
             "destinations.bhxh": {"base_url": self.simulator.url, "timeout_s": 2.0},
-            "delivery": {"batch_size": 20, "stuck_after_s": 15, "backoff_base_s": 1.0, "backoff_cap_s": 4.0,
-                         "max_attempts": 15},
+            "delivery": {
+                "batch_size": 20,
+                "stuck_after_s": 15,
+                "backoff_base_s": 1.0,
+                "backoff_cap_s": 4.0,
+                "max_attempts": 15,
+            },
             "logging": {"level": "WARNING", "format": "json"},
-        }  # fmt: skip
+        }
         for name, values in self.plan.settings.items():
             sections.setdefault(name, {}).update(values)
         path = directory / "config.toml"
@@ -190,11 +216,30 @@ class DemoStack:
         index = len(self.workers)
         log = (self.directory / f"worker{index}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603  # our own interpreter and CLI
-            [sys.executable, "-m", "worker.cli.app", "--config", str(self.config), "worker", "-c", "1",
-             "--pool", "prefork", "-Q", "submission", "-Q", "discovery", "-Q", "backfill",
-             "--hostname", f"demo{index}-{os.getpid()}@%h"],
-            env=dict(os.environ, VNEID_CONFIG=str(self.config)), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "worker.cli.app",
+                "--config",
+                str(self.config),
+                "worker",
+                "-c",
+                "1",
+                "--pool",
+                "prefork",
+                "-Q",
+                "submission",
+                "-Q",
+                "discovery",
+                "-Q",
+                "backfill",
+                "--hostname",
+                f"demo{index}-{os.getpid()}@%h",
+            ],
+            env=dict(os.environ, VNEID_CONFIG=str(self.config)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         self.workers.append(process)
         return process
@@ -251,8 +296,9 @@ class DemoStack:
             self.celery.send_task("vneid.process_batch", args=(batch,))
         return len(batches)
 
-    def deliver_until_done(self, timeout_s: float, *, tick: Callable[[int], None] | None = None,
-                           respawn: bool = False) -> bool:  # fmt: skip
+    def deliver_until_done(
+        self, timeout_s: float, *, tick: Callable[[int], None] | None = None, respawn: bool = False
+    ) -> bool:
         """Dispatch every second until no version is active; ``tick(n)`` lets chaos tests interfere."""
         deadline = time.monotonic() + timeout_s
         round_number = 0
@@ -283,16 +329,32 @@ class DemoStack:
 
     def outcome(self) -> DemoOutcome:
         with self.pipeline.engine.connect() as conn:
-            states: dict[str, int] = dict(conn.execute(sa.select(encounters.c.state, sa.func.count())
-                                       .group_by(encounters.c.state)).all())  # fmt: skip
+            states: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(encounters.c.state, sa.func.count()).group_by(encounters.c.state)
+                ).all()
+            )
             chain = audit.verify_chain(conn)
-        report = compute(self.pipeline.source(), self.pipeline.engine,
-                         facility_code=self.settings.payload.facility_code, start=self.plan.since,
-                         end=self.until + timedelta(days=1), group_by=GroupBy.VISIT_TYPE,
-                         calendar=DeadlineCalendar(self.settings.deadlines), now=datetime.now(UTC))  # fmt: skip
-        return DemoOutcome(coverage=report, states=states, audit_ok=chain.ok, audit_rows=chain.rows_checked,
-                           simulator_stats=self.simulator_stats(), seeded=self.seeded.total,
-                           bad_expected=self.seeded.bad, elapsed_s=time.monotonic() - self.started)  # fmt: skip
+        report = compute(
+            self.pipeline.source(),
+            self.pipeline.engine,
+            facility_code=self.settings.payload.facility_code,
+            start=self.plan.since,
+            end=self.until + timedelta(days=1),
+            group_by=GroupBy.VISIT_TYPE,
+            calendar=DeadlineCalendar(self.settings.deadlines),
+            now=datetime.now(UTC),
+        )
+        return DemoOutcome(
+            coverage=report,
+            states=states,
+            audit_ok=chain.ok,
+            audit_rows=chain.rows_checked,
+            simulator_stats=self.simulator_stats(),
+            seeded=self.seeded.total,
+            bad_expected=self.seeded.bad,
+            elapsed_s=time.monotonic() - self.started,
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -320,8 +382,10 @@ def run_demo(plan: DemoPlan, progress: Callable[[str], None] = print) -> DemoOut
                 [sys.executable, "-m", "worker.cli.app", "--config", str(stack.config), "flower"],
                 env=dict(os.environ, VNEID_CONFIG=str(stack.config)),
             )
-            progress(f"--keep: Flower on http://127.0.0.1:{stack.settings.flower.port}, simulator on "
-                     f"{stack.simulator.url}/_sim/stats, config {stack.config}; press Ctrl-C to stop")  # fmt: skip
+            progress(
+                f"--keep: Flower on http://127.0.0.1:{stack.settings.flower.port}, simulator on "
+                f"{stack.simulator.url}/_sim/stats, config {stack.config}; press Ctrl-C to stop"
+            )
             with suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)

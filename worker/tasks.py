@@ -115,8 +115,11 @@ def process_batch(self: LedgerTask, version_ids: list[int]) -> dict[str, int]:
 @app.task(base=LedgerTask, bind=True, name="vneid.discover")
 def discover(self: LedgerTask) -> dict[str, int]:
     found = discovery.discover(self.pipeline)
-    return {"seen": found.seen, "opened": len(found.version_ids),
-            "batches": enqueue_batches(self.pipeline, found.version_ids)}  # fmt: skip
+    return {
+        "seen": found.seen,
+        "opened": len(found.version_ids),
+        "batches": enqueue_batches(self.pipeline, found.version_ids),
+    }
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.sweep")
@@ -124,8 +127,12 @@ def sweep(self: LedgerTask, days: int | None = None) -> dict[str, int]:
     end = utcnow() + timedelta(minutes=1)
     start = end - timedelta(days=days or self.pipeline.settings.delivery.sweep_days)
     found = discovery.sweep(self.pipeline, start, end)
-    return {"seen": found.seen, "opened": len(found.version_ids), "hidden": found.hidden,
-            "batches": enqueue_batches(self.pipeline, found.version_ids)}  # fmt: skip
+    return {
+        "seen": found.seen,
+        "opened": len(found.version_ids),
+        "hidden": found.hidden,
+        "batches": enqueue_batches(self.pipeline, found.version_ids),
+    }
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.dispatch_due")
@@ -140,7 +147,11 @@ def dispatch_due(self: LedgerTask) -> dict[str, int]:
 def check_alerts(self: LedgerTask) -> dict[str, int]:
     """Fire or clear alert conditions (once per change; state in the ledger)."""
     pipeline = self.pipeline
-    transitions = alerts.evaluate_and_notify(pipeline.engine, pipeline.settings,
-                                             alerts.notifiers_from_settings(pipeline.settings),
-                                             utcnow(), source=pipeline.source())  # fmt: skip
+    transitions = alerts.evaluate_and_notify(
+        pipeline.engine,
+        pipeline.settings,
+        alerts.notifiers_from_settings(pipeline.settings),
+        utcnow(),
+        source=pipeline.source(),
+    )
     return {"transitions": len(transitions)}

@@ -18,10 +18,28 @@ TARGET = Path(__file__).resolve().parents[2] / "worker" / "domain" / "records.py
 
 #: XML1 fields about the person (administrative data); the rest of XML1 is the visit summary.
 PATIENT_FIELDS = (
-    "MA_BN", "HO_TEN", "SO_CCCD", "NGAY_SINH", "GIOI_TINH", "NHOM_MAU", "MA_QUOCTICH", "MA_DANTOC",
-    "MA_NGHE_NGHIEP", "DIA_CHI", "MATINH_CU_TRU", "MAHUYEN_CU_TRU", "MAXA_CU_TRU", "DIEN_THOAI",
-    "MA_THE_BHYT", "MA_DKBD", "GT_THE_TU", "GT_THE_DEN", "NGAY_MIEN_CCT", "MA_KHUVUC", "NAM_NAM_LIEN_TUC",
-)  # fmt: skip
+    "MA_BN",
+    "HO_TEN",
+    "SO_CCCD",
+    "NGAY_SINH",
+    "GIOI_TINH",
+    "NHOM_MAU",
+    "MA_QUOCTICH",
+    "MA_DANTOC",
+    "MA_NGHE_NGHIEP",
+    "DIA_CHI",
+    "MATINH_CU_TRU",
+    "MAHUYEN_CU_TRU",
+    "MAXA_CU_TRU",
+    "DIEN_THOAI",
+    "MA_THE_BHYT",
+    "MA_DKBD",
+    "GT_THE_TU",
+    "GT_THE_DEN",
+    "NGAY_MIEN_CCT",
+    "MA_KHUVUC",
+    "NAM_NAM_LIEN_TUC",
+)
 #: Fields every document derives (key and row counter) instead of carrying them.
 DERIVED_FIELDS = frozenset({"MA_LK", "STT"})
 #: Tables whose XML1-named fields are line-level values, not copies of the visit summary.

@@ -4,6 +4,7 @@ every valid encounter accepted, one record per encounter at the simulator, and t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,7 +21,13 @@ from worker.ledger.states import State
 
 pytestmark = [pytest.mark.slow]
 ENCOUNTERS = 60
-DELIVERY = {"batch_size": 10, "stuck_after_s": 10, "backoff_base_s": 0.5, "backoff_cap_s": 3.0, "max_attempts": 40}
+DELIVERY = {
+    "batch_size": 10,
+    "stuck_after_s": 10,
+    "backoff_base_s": 0.5,
+    "backoff_cap_s": 3.0,
+    "max_attempts": 40,
+}
 
 
 def _real_services(pg_url: str, redis_url: str) -> dict[str, dict[str, object]]:
@@ -40,10 +47,16 @@ def _assert_exactly_once(stack: DemoStack) -> None:
 
 
 @pytest.fixture
-def chaos_stack(make_stack: Callable[..., DemoStack], fresh_pg_url: str, fresh_redis_url: str) -> Callable[..., DemoStack]:
+def chaos_stack(
+    make_stack: Callable[..., DemoStack], fresh_pg_url: str, fresh_redis_url: str
+) -> Callable[..., DemoStack]:
     def build(faults: dict[str, object] | None = None) -> DemoStack:
-        stack = make_stack(encounters=ENCOUNTERS, bad_share=0.05, faults=faults or {"seed": 3},
-                           settings=_real_services(fresh_pg_url, fresh_redis_url))  # fmt: skip
+        stack = make_stack(
+            encounters=ENCOUNTERS,
+            bad_share=0.05,
+            faults=faults or {"seed": 3},
+            settings=_real_services(fresh_pg_url, fresh_redis_url),
+        )
         stack.start_workers(2)
         return stack
 
@@ -80,8 +93,24 @@ def test_flushall_redis_mid_run(chaos_stack: Callable[..., DemoStack], fresh_red
 
 
 def _redis_start_command() -> list[str]:
-    return ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-            "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
+    return [
+        "redis-server",
+        "--daemonize",
+        "yes",
+        "--bind",
+        "127.0.0.1",
+        "-::1",
+        "--port",
+        "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        "/var/lib/redis",
+        "--logfile",
+        "/var/log/redis/ci.log",
+    ]
 
 
 def test_restart_redis(chaos_stack: Callable[..., DemoStack], fresh_redis_url: str) -> None:
@@ -91,10 +120,8 @@ def test_restart_redis(chaos_stack: Callable[..., DemoStack], fresh_redis_url: s
 
     def tick(round_number: int) -> None:
         if round_number == 3:
-            try:
+            with contextlib.suppress(redis.exceptions.ConnectionError):  # the server drops us as it stops
                 client.shutdown(nosave=True)
-            except redis.exceptions.ConnectionError:
-                pass  # the server closes the connection as it goes down
             Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
             Path("/var/log/redis").mkdir(parents=True, exist_ok=True)
             subprocess.run(_redis_start_command(), check=True, timeout=30)
@@ -112,8 +139,11 @@ def test_restart_postgresql(chaos_stack: Callable[..., DemoStack]) -> None:
 
     def tick(round_number: int) -> None:
         if round_number == 3:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", clusters[-1], "main", "restart"],
-                           check=True, timeout=120)  # fmt: skip
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[-1], "main", "restart"],
+                check=True,
+                timeout=120,
+            )
 
     assert stack.deliver_until_done(240, tick=tick, respawn=True)
     _assert_exactly_once(stack)
@@ -122,8 +152,14 @@ def test_restart_postgresql(chaos_stack: Callable[..., DemoStack]) -> None:
 def test_simulator_storm_of_errors_timeouts_lost_answers_and_token_expiry(
     chaos_stack: Callable[..., DemoStack],
 ) -> None:
-    faults = {"seed": 9, "http_5xx": 0.3, "timeout": 0.08, "timeout_s": 2.5, "lost_response": 0.1,
-              "token_storm": 0.1}  # fmt: skip
+    faults = {
+        "seed": 9,
+        "http_5xx": 0.3,
+        "timeout": 0.08,
+        "timeout_s": 2.5,
+        "lost_response": 0.1,
+        "token_storm": 0.1,
+    }
     stack = chaos_stack(faults)
     stack.kickoff()
     assert stack.deliver_until_done(300, respawn=True)

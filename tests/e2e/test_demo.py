@@ -12,8 +12,10 @@ from worker.ledger.states import State
 
 @pytest.mark.slow
 def test_demo_on_embedded_defaults_accepts_every_valid_encounter_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    outcome = run_demo(DemoPlan(encounters=40, bad_share=0.1, workers=2, directory=tmp_path / "demo"),
-                       progress=lambda _m: None)  # fmt: skip
+    outcome = run_demo(
+        DemoPlan(encounters=40, bad_share=0.1, workers=2, directory=tmp_path / "demo"),
+        progress=lambda _m: None,
+    )
     assert outcome.audit_ok
     assert outcome.states.get(State.QUARANTINED, 0) == outcome.bad_expected
     assert outcome.states.get(State.ACCEPTED, 0) == outcome.seeded - outcome.bad_expected
@@ -28,8 +30,11 @@ def test_demo_on_embedded_defaults_accepts_every_valid_encounter_once(tmp_path) 
 def test_demo_on_postgresql_and_redis(
     make_stack: Callable[..., DemoStack], pg_url: str, redis_url: str
 ) -> None:
-    stack = make_stack(encounters=30, bad_share=0.1,
-                       settings={"ledger": {"database_url": pg_url}, "broker": {"url": redis_url}})  # fmt: skip
+    stack = make_stack(
+        encounters=30,
+        bad_share=0.1,
+        settings={"ledger": {"database_url": pg_url}, "broker": {"url": redis_url}},
+    )
     assert stack.settings.ledger_url.startswith("postgresql")
     assert stack.settings.broker_url.startswith("redis")
     stack.start_workers(2)

@@ -71,7 +71,9 @@ def test_invalid_settings_raise_validation_error() -> None:
         load_settings(delivery={"batch_size": 0})
 
 
-def test_plain_file_settings_are_values_not_secret_references(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_plain_file_settings_are_values_not_secret_references(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     key = tmp_path / "hospital.p12"
     monkeypatch.setenv("VNEID_SIGNER__KEY_FILE", str(key))
     monkeypatch.setenv("VNEID_HIS__MAPPING_FILE", str(tmp_path / "mapping.toml"))
@@ -80,7 +82,9 @@ def test_plain_file_settings_are_values_not_secret_references(monkeypatch: pytes
     assert settings.his.mapping_file == tmp_path / "mapping.toml"
 
 
-def test_secret_file_reference_for_nested_and_dict_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_file_reference_for_nested_and_dict_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pin = tmp_path / "pin"
     pin.write_text("123456\n", encoding="utf-8")
     monkeypatch.setenv("VNEID_SIGNER__PIN_FILE", str(pin))

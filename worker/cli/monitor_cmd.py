@@ -16,8 +16,9 @@ import typer
 from worker.cli.context import CliError, console, settings
 from worker.config import Settings
 
-alerts_group = typer.Typer(help="Alert conditions: notified once when they start and once when they clear.",
-                           no_args_is_help=True)  # fmt: skip
+alerts_group = typer.Typer(
+    help="Alert conditions: notified once when they start and once when they clear.", no_args_is_help=True
+)
 
 
 def _migrated_ledger(cfg: Settings) -> Any:
@@ -123,14 +124,20 @@ def alerts_check(
         engine.dispose()
     for transition in transitions:
         note = "" if transition.delivered else " (not delivered: no notifier took it)"
-        console.print(f"{transition.status.upper():<8} {transition.condition}: {transition.summary}{note}",
-                      highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"{transition.status.upper():<8} {transition.condition}: {transition.summary}{note}",
+            highlight=False,
+            markup=False,
+        )
     if not firing:
         console.print("no alert condition is firing")
         return
     for item in firing:
-        console.print(f"FIRING   {item.condition} since {item.since.isoformat(timespec='seconds')}: {item.summary}",
-                      highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"FIRING   {item.condition} since {item.since.isoformat(timespec='seconds')}: {item.summary}",
+            highlight=False,
+            markup=False,
+        )
     raise typer.Exit(1)
 
 

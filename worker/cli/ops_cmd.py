@@ -92,8 +92,19 @@ def worker_command(
     chosen = ",".join(
         q.value for q in (queues or [QueueName.SUBMISSION, QueueName.DISCOVERY, QueueName.BACKFILL])
     )
-    argv = ["worker", "-Q", chosen, "-c", str(concurrency), "-P", pool, "--loglevel", cfg.logging.level,
-            "--without-mingle", "--without-gossip"]  # fmt: skip
+    argv = [
+        "worker",
+        "-Q",
+        chosen,
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "--loglevel",
+        cfg.logging.level,
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if hostname:
         argv += ["-n", hostname]
     app.worker_main(argv=argv)
@@ -154,17 +165,32 @@ def status_command(ctx: typer.Context, ma_lk: str) -> None:
     if found.encounter is None:
         raise CliError(f"MA_LK {ma_lk} is not in the ledger", exit_code=1)
     enc = found.encounter
-    console.print(f"[bold]{ma_lk}[/] state [bold]{enc['state']}[/] completed {enc['completed_at']} "
-                  f"visit type {enc['visit_type']} department {enc['department']}")  # fmt: skip
+    console.print(
+        f"[bold]{ma_lk}[/] state [bold]{enc['state']}[/] completed {enc['completed_at']} "
+        f"visit type {enc['visit_type']} department {enc['department']}"
+    )
     table = Table("version", "state", "attempts", "content hash", "error", "maGiaoDich", "received")
     for ver in found.versions:
-        table.add_row(str(ver["id"]), ver["state"], str(ver["attempts"]), (ver["content_hash"] or "")[:16],
-                      ver["last_error_code"] or "", ver["ma_giao_dich"] or "", ver["thoi_gian_tiep_nhan"] or "")  # fmt: skip
+        table.add_row(
+            str(ver["id"]),
+            ver["state"],
+            str(ver["attempts"]),
+            (ver["content_hash"] or "")[:16],
+            ver["last_error_code"] or "",
+            ver["ma_giao_dich"] or "",
+            ver["thoi_gian_tiep_nhan"] or "",
+        )
     console.print(table)
     events = Table("at", "event", "version", "destination", "maKetQua", "request hash")
     for row in found.audit:
-        events.add_row(str(row["at"])[:19], row["event"], str(row["version_id"] or ""), row["destination"] or "",
-                       row["ma_ket_qua"] or "", (row["request_hash"] or "")[:16])  # fmt: skip
+        events.add_row(
+            str(row["at"])[:19],
+            row["event"],
+            str(row["version_id"] or ""),
+            row["destination"] or "",
+            row["ma_ket_qua"] or "",
+            (row["request_hash"] or "")[:16],
+        )
     console.print(events)
 
 
@@ -189,8 +215,9 @@ def replay_command(
     cfg = settings(ctx)
     engine = _ensure_ledger(ctx)
     with engine.connect() as conn:
-        rows = queries.versions_in_state(conn, State(state.value), since=_utc(since), until=_utc(until),
-                                         error_code=error_code)  # fmt: skip
+        rows = queries.versions_in_state(
+            conn, State(state.value), since=_utc(since), until=_utc(until), error_code=error_code
+        )
     console.print(f"{len(rows)} {state.value} version(s) match")
     if not execute or not rows:
         for row in rows[:20]:
@@ -208,10 +235,12 @@ def replay_command(
                 queries.requeue_dead(conn, [row["id"]])
                 ids = [row["id"]]
             else:
-                ref = EncounterRef(his_key=row["his_key"], completed_at=row["completed_at"],
-                                   changed_at=datetime.now(UTC))  # fmt: skip
-                ids = repo.register_refs(conn, [ref], facility_code=cfg.payload.facility_code,
-                                         reason="replayed").version_ids  # fmt: skip
+                ref = EncounterRef(
+                    his_key=row["his_key"], completed_at=row["completed_at"], changed_at=datetime.now(UTC)
+                )
+                ids = repo.register_refs(
+                    conn, [ref], facility_code=cfg.payload.facility_code, reason="replayed"
+                ).version_ids
             audit.append(conn, [AuditEvent("replay", ma_lk=row["ma_lk"], version_id=row["id"])])
         enqueue_batches(pipeline, ids)
         time.sleep(pace)
@@ -236,8 +265,12 @@ def quarantine_list(ctx: typer.Context, limit: int = 100) -> None:
     table = Table("MA_LK", "version", "completed", "rules")
     for row in rows:
         errors = (row["issues"] or {}).get("errors", [])
-        table.add_row(row["ma_lk"], str(row["id"]), str(row["completed_at"])[:16],
-                      ", ".join(sorted({str(e.get("rule")) for e in errors})))  # fmt: skip
+        table.add_row(
+            row["ma_lk"],
+            str(row["id"]),
+            str(row["completed_at"])[:16],
+            ", ".join(sorted({str(e.get("rule")) for e in errors})),
+        )
     console.print(table)
 
 
@@ -252,8 +285,12 @@ def quarantine_show(ctx: typer.Context, ma_lk: str) -> None:
         raise CliError(f"MA_LK {ma_lk} has no quarantined version", exit_code=1)
     table = Table("table", "row", "field", "rule", "severity", "message", "hint")
     for issue in (quarantined[-1]["issues"] or {}).get("errors", []):
-        table.add_row(*(str(issue.get(key) or "") for key in ("table", "row", "field", "rule", "severity",
-                                                                "message_en", "hint")))  # fmt: skip
+        table.add_row(
+            *(
+                str(issue.get(key) or "")
+                for key in ("table", "row", "field", "rule", "severity", "message_en", "hint")
+            )
+        )
     console.print(table)
 
 
@@ -268,8 +305,11 @@ def quarantine_retry(ctx: typer.Context, ma_lk: list[str]) -> None:
             found = queries.history(conn, key)
             if found.encounter is None:
                 raise CliError(f"MA_LK {key} is not in the ledger")
-            ref = EncounterRef(his_key=found.encounter["his_key"], completed_at=found.encounter["completed_at"],
-                               changed_at=datetime.now(UTC))  # fmt: skip
+            ref = EncounterRef(
+                his_key=found.encounter["his_key"],
+                completed_at=found.encounter["completed_at"],
+                changed_at=datetime.now(UTC),
+            )
             ids += repo.register_refs(
                 conn, [ref], facility_code=cfg.payload.facility_code, reason="retried"
             ).version_ids
@@ -291,8 +331,11 @@ def audit_verify(ctx: typer.Context) -> None:
     if report.ok:
         console.print(f"audit chain intact: {report.rows_checked} rows")
         return
-    raise CliError(f"audit chain broken at row {report.bad_row_id}: {report.reason} "
-                   f"({report.rows_checked} rows verified before it)", exit_code=1)  # fmt: skip
+    raise CliError(
+        f"audit chain broken at row {report.bad_row_id}: {report.reason} "
+        f"({report.rows_checked} rows verified before it)",
+        exit_code=1,
+    )
 
 
 # ------------------------------------------------------------------------------------------ destinations

@@ -24,9 +24,19 @@ from worker.ledger.schema import audit_log
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x766E6964  # "vnid": one chain per ledger database
 _HASHED_FIELDS = (
-    "at", "actor", "event", "ma_lk", "version_id", "destination", "request_hash", "http_status",
-    "ma_ket_qua", "ma_giao_dich", "thoi_gian_tiep_nhan", "detail",
-)  # fmt: skip
+    "at",
+    "actor",
+    "event",
+    "ma_lk",
+    "version_id",
+    "destination",
+    "request_hash",
+    "http_status",
+    "ma_ket_qua",
+    "ma_giao_dich",
+    "thoi_gian_tiep_nhan",
+    "detail",
+)
 
 
 def default_actor() -> str:

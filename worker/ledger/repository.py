@@ -284,15 +284,26 @@ def record_built(
             )
             twin_state = State.SIGNED
         _set_encounter_state(conn, item.ma_lk, twin.id, twin_state)
-        audit.append(conn, [AuditEvent("unchanged", ma_lk=item.ma_lk, version_id=item.version_id,
-                                       detail={"same_as": twin.id})])  # fmt: skip
+        audit.append(
+            conn,
+            [
+                AuditEvent(
+                    "unchanged", ma_lk=item.ma_lk, version_id=item.version_id, detail={"same_as": twin.id}
+                )
+            ],
+        )
         return State.UNCHANGED
     conn.execute(
         sa.update(versions)
         .where(versions.c.id == item.version_id)
-        .values(state=State.BUILT, content_hash=content_hash, tables=",".join(tables), updated_at=now,
-                issues={"warnings": list(warnings)} if warnings else None)
-    )  # fmt: skip
+        .values(
+            state=State.BUILT,
+            content_hash=content_hash,
+            tables=",".join(tables),
+            updated_at=now,
+            issues={"warnings": list(warnings)} if warnings else None,
+        )
+    )
     superseded = conn.execute(
         sa.update(versions)
         .where(
@@ -304,8 +315,15 @@ def record_built(
         .returning(versions.c.id)
     ).all()
     _set_encounter_state(conn, item.ma_lk, item.version_id, State.BUILT)
-    events = [AuditEvent("built", ma_lk=item.ma_lk, version_id=item.version_id, request_hash=content_hash,
-                         detail={"tables": list(tables)})]  # fmt: skip
+    events = [
+        AuditEvent(
+            "built",
+            ma_lk=item.ma_lk,
+            version_id=item.version_id,
+            request_hash=content_hash,
+            detail={"tables": list(tables)},
+        )
+    ]
     events += [AuditEvent("superseded", ma_lk=item.ma_lk, version_id=row.id) for row in superseded]
     audit.append(conn, events)
     return State.BUILT
@@ -337,8 +355,17 @@ def record_quarantined(
     )
     if twin is None:
         _set_encounter_state(conn, item.ma_lk, item.version_id, State.QUARANTINED)
-    audit.append(conn, [AuditEvent("quarantined", ma_lk=item.ma_lk, version_id=item.version_id,
-                                   detail={"rules": sorted({str(i.get("rule")) for i in issues})})])  # fmt: skip
+    audit.append(
+        conn,
+        [
+            AuditEvent(
+                "quarantined",
+                ma_lk=item.ma_lk,
+                version_id=item.version_id,
+                detail={"rules": sorted({str(i.get("rule")) for i in issues})},
+            )
+        ],
+    )
 
 
 def record_missing_in_his(conn: sa.Connection, item: WorkItem) -> None:
@@ -377,8 +404,18 @@ def record_signed(
         .values(state=State.SIGNED, signed_sha256=signed_sha256, cert_serial=cert_serial, updated_at=now)
     )
     _set_encounter_state(conn, item.ma_lk, item.version_id, State.SIGNED)
-    audit.append(conn, [AuditEvent("signed", ma_lk=item.ma_lk, version_id=item.version_id,
-                                   request_hash=signed_sha256, detail={"cert_serial": cert_serial})])  # fmt: skip
+    audit.append(
+        conn,
+        [
+            AuditEvent(
+                "signed",
+                ma_lk=item.ma_lk,
+                version_id=item.version_id,
+                request_hash=signed_sha256,
+                detail={"cert_serial": cert_serial},
+            )
+        ],
+    )
 
 
 def signed_document(conn: sa.Connection, version_id: int) -> bytes | None:
@@ -528,8 +565,11 @@ def record_auth_failure(conn: sa.Connection, destination: str, *, stop_after: in
         .values(auth_failures=destination_status.c.auth_failures + 1)
     ).rowcount
     if not updated:
-        conn.execute(sa.insert(destination_status).values(destination=destination, stopped=False, auth_failures=1,
-                                                          since=now))  # fmt: skip
+        conn.execute(
+            sa.insert(destination_status).values(
+                destination=destination, stopped=False, auth_failures=1, since=now
+            )
+        )
     failures = conn.execute(
         sa.select(destination_status.c.auth_failures).where(destination_status.c.destination == destination)
     ).scalar_one()

@@ -60,8 +60,9 @@ def backfill_days(
         else:
             found = sweep(pipeline, lo, hi, reason="backfilled")
             with pipeline.engine.begin() as conn:
-                repo.write_checkpoint(conn, CHECKPOINT, None,
-                                      {"since": since.isoformat(), "done_through": day.isoformat()})  # fmt: skip
+                repo.write_checkpoint(
+                    conn, CHECKPOINT, None, {"since": since.isoformat(), "done_through": day.isoformat()}
+                )
             done = DayDone(day, found.seen, found.version_ids, found.hidden)
         if on_day is not None:
             on_day(done)

@@ -54,8 +54,18 @@ class BatchResult:
 
 def source_hash(encounter: Encounter) -> str:
     """Identity of content that could not be built (quarantine): a digest of the canonical model."""
-    return hashlib.sha256(repr((encounter.patient, encounter.visit, encounter.drug_lines, encounter.service_lines,
-                                encounter.cls_results, encounter.clinical_notes)).encode("utf-8")).hexdigest()  # fmt: skip
+    return hashlib.sha256(
+        repr(
+            (
+                encounter.patient,
+                encounter.visit,
+                encounter.drug_lines,
+                encounter.service_lines,
+                encounter.cls_results,
+                encounter.clinical_notes,
+            )
+        ).encode("utf-8")
+    ).hexdigest()
 
 
 def unreadable_issue(exc: SourceDataError) -> dict[str, object]:
@@ -109,8 +119,12 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     result.hidden += len(missing)
     result.quarantined += len(quarantined)
     for item, _, issues in quarantined:
-        log.warning("encounter quarantined", ma_lk=item.ma_lk, version_id=item.version_id,
-                    rules=sorted({str(i.get("rule")) for i in issues}))  # fmt: skip
+        log.warning(
+            "encounter quarantined",
+            ma_lk=item.ma_lk,
+            version_id=item.version_id,
+            rules=sorted({str(i.get("rule")) for i in issues}),
+        )
     signed: dict[int, bytes] = {}
     serial = format(pipeline.signer.certificate.serial_number, "x")
     with pipeline.engine.begin() as conn:
@@ -133,20 +147,40 @@ def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int
         return repo.stopped_destinations(conn)
 
 
-def _record(conn: Connection, pipeline: Pipeline, destination: str, item: WorkItem, receipt: GatewayReceipt,
-            *, now: datetime, result: BatchResult) -> None:  # fmt: skip
+def _record(
+    conn: Connection,
+    pipeline: Pipeline,
+    destination: str,
+    item: WorkItem,
+    receipt: GatewayReceipt,
+    *,
+    now: datetime,
+    result: BatchResult,
+) -> None:
     decision = decide(
         receipt, attempts_before=item.attempts, settings=pipeline.settings.delivery, now=now, rng=_rng
     )
     repo.record_attempt(
-        conn, item, destination=destination, result=decision, http_status=receipt.http_status,
-        ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
-        thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan, request_hash=receipt.request_sha256,
-        receipt={"maKetQua": receipt.ma_ket_qua, "maGiaoDich": receipt.ma_giao_dich,
-                 "thoiGianTiepNhan": receipt.thoi_gian_tiep_nhan, "thongDiep": receipt.thong_diep,
-                 "httpStatus": receipt.http_status, "duplicate": receipt.duplicate, "destination": destination},
+        conn,
+        item,
+        destination=destination,
+        result=decision,
+        http_status=receipt.http_status,
+        ma_ket_qua=receipt.ma_ket_qua,
+        ma_giao_dich=receipt.ma_giao_dich,
+        thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan,
+        request_hash=receipt.request_sha256,
+        receipt={
+            "maKetQua": receipt.ma_ket_qua,
+            "maGiaoDich": receipt.ma_giao_dich,
+            "thoiGianTiepNhan": receipt.thoi_gian_tiep_nhan,
+            "thongDiep": receipt.thong_diep,
+            "httpStatus": receipt.http_status,
+            "duplicate": receipt.duplicate,
+            "destination": destination,
+        },
         duplicate=receipt.duplicate,
-    )  # fmt: skip
+    )
     _count(result, decision.state, receipt.duplicate)
     if decision.state is State.SUBMITTED and decision.next_attempt_at is not None:
         result.retry_ids.append(item.version_id)
@@ -154,8 +188,16 @@ def _record(conn: Connection, pipeline: Pipeline, destination: str, item: WorkIt
             result.retry_at = decision.next_attempt_at
 
 
-def _halt(conn: Connection, pipeline: Pipeline, destination: str, receipt: GatewayReceipt,
-          *, deferred: Sequence[WorkItem], now: datetime, result: BatchResult) -> None:  # fmt: skip
+def _halt(
+    conn: Connection,
+    pipeline: Pipeline,
+    destination: str,
+    receipt: GatewayReceipt,
+    *,
+    deferred: Sequence[WorkItem],
+    now: datetime,
+    result: BatchResult,
+) -> None:
     """CONFIG (402/403/locked) stops the destination at once. AUTH (a 401 right after a fresh login) stops it
     only when it persists: a token-expiry storm can revoke the new token too, and that is no credentials error."""
     reason = f"{receipt.outcome.value}:{receipt.ma_ket_qua or receipt.http_status}"
@@ -169,8 +211,11 @@ def _halt(conn: Connection, pipeline: Pipeline, destination: str, receipt: Gatew
     repo.defer(conn, deferred, reason=f"{label}:{destination}", until=now + wait)
     result.deferred += len(deferred)
     if stopped:
-        log.error("destination stopped: configuration or authentication error", destination=destination,
-                  reason=reason)  # fmt: skip
+        log.error(
+            "destination stopped: configuration or authentication error",
+            destination=destination,
+            reason=reason,
+        )
 
 
 def _submit(
@@ -193,9 +238,17 @@ def _submit(
         metrics.record_attempt(
             destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
         )
-        log.info("gateway attempt", ma_lk=item.ma_lk, version_id=item.version_id, destination=destination,
-                 outcome=receipt.outcome.value, ma_ket_qua=receipt.ma_ket_qua, ma_giao_dich=receipt.ma_giao_dich,
-                 http_status=receipt.http_status, elapsed_ms=round(receipt.elapsed_ms, 1))  # fmt: skip
+        log.info(
+            "gateway attempt",
+            ma_lk=item.ma_lk,
+            version_id=item.version_id,
+            destination=destination,
+            outcome=receipt.outcome.value,
+            ma_ket_qua=receipt.ma_ket_qua,
+            ma_giao_dich=receipt.ma_giao_dich,
+            http_status=receipt.http_status,
+            elapsed_ms=round(receipt.elapsed_ms, 1),
+        )
         if receipt.outcome in (Outcome.AUTH, Outcome.CONFIG):
             halted = (receipt, sendable[index:])
             break

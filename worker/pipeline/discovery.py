@@ -32,8 +32,14 @@ class DiscoveryResult:
     hidden: int = 0
 
 
-def _register(pipeline: Pipeline, refs: list[EncounterRef], result: DiscoveryResult, *, reason: str,
-              checkpoint: tuple[str, Cursor | None] | None = None) -> None:  # fmt: skip
+def _register(
+    pipeline: Pipeline,
+    refs: list[EncounterRef],
+    result: DiscoveryResult,
+    *,
+    reason: str,
+    checkpoint: tuple[str, Cursor | None] | None = None,
+) -> None:
     with pipeline.engine.begin() as conn:
         registration = repo.register_refs(
             conn, refs, facility_code=pipeline.settings.payload.facility_code, reason=reason
@@ -62,8 +68,13 @@ def discover(pipeline: Pipeline) -> DiscoveryResult:
             page = []
     if page or newest != cursor:
         _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest))
-    log.info("discovery done", seen=result.seen, new=result.new, changed=result.changed,
-             opened=len(result.version_ids))  # fmt: skip
+    log.info(
+        "discovery done",
+        seen=result.seen,
+        new=result.new,
+        changed=result.changed,
+        opened=len(result.version_ids),
+    )
     return result
 
 
@@ -85,8 +96,14 @@ def sweep(pipeline: Pipeline, start: datetime, end: datetime, *, reason: str = "
         gone = sorted(repo.known_ma_lks(conn, start, end) - listed)
         result.hidden = repo.mark_hidden(conn, gone)
     if result.new or result.changed or result.hidden:
-        log.info("sweep reconciled", start=start.isoformat(), end=end.isoformat(), new=result.new,
-                 changed=result.changed, hidden=result.hidden)  # fmt: skip
+        log.info(
+            "sweep reconciled",
+            start=start.isoformat(),
+            end=end.isoformat(),
+            new=result.new,
+            changed=result.changed,
+            hidden=result.hidden,
+        )
     return result
 
 

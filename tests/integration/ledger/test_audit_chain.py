@@ -18,8 +18,13 @@ def ledger(request: pytest.FixtureRequest) -> Engine:
 
 def _append(engine: Engine, count: int) -> None:
     with engine.begin() as conn:
-        audit.append(conn, [AuditEvent("attempt", ma_lk=f"79999-{i}", version_id=i, ma_ket_qua="200",
-                                       detail={"n": i}) for i in range(count)])  # fmt: skip
+        audit.append(
+            conn,
+            [
+                AuditEvent("attempt", ma_lk=f"79999-{i}", version_id=i, ma_ket_qua="200", detail={"n": i})
+                for i in range(count)
+            ],
+        )
 
 
 def test_intact_chain_verifies(ledger: Engine) -> None:
@@ -90,8 +95,11 @@ def test_rehashed_forgery_is_still_detected(ledger: Engine) -> None:
         _disable_guard(conn)
         rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.id)).mappings().all()
         forged = dict(rows[1]) | {"ma_ket_qua": "403"}
-        conn.execute(sa.update(audit_log).where(audit_log.c.id == forged["id"])
-                     .values(ma_ket_qua="403", row_hash=audit.row_hash(forged["prev_hash"], forged)))  # fmt: skip
+        conn.execute(
+            sa.update(audit_log)
+            .where(audit_log.c.id == forged["id"])
+            .values(ma_ket_qua="403", row_hash=audit.row_hash(forged["prev_hash"], forged))
+        )
         _restore_guard(conn)
     with ledger.connect() as conn:
         report = audit.verify_chain(conn)
@@ -99,8 +107,9 @@ def test_rehashed_forgery_is_still_detected(ledger: Engine) -> None:
     assert report.bad_row_id == rows[2]["id"]
 
 
-def test_cli_audit_verify_exit_codes(pg_ledger: Engine, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_audit_verify_exit_codes(
+    pg_ledger: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from worker.cli.app import main
 
     monkeypatch.setenv("VNEID_LEDGER__DATABASE_URL", pg_ledger.url.render_as_string(hide_password=False))

@@ -51,19 +51,35 @@ def sign(engine: Engine, item: WorkItem) -> WorkItem:
         repo.record_built(conn, item, content_hash=digest, tables=["XML1"], warnings=[])
         signed = f"<GIAMDINHHS>{item.ma_lk}</GIAMDINHHS>".encode()
         [built] = repo.read_items(conn, [item.version_id])
-        repo.record_signed(conn, built, signed=signed, signed_sha256=hashlib.sha256(signed).hexdigest(),
-                           cert_serial="abc")  # fmt: skip
+        repo.record_signed(
+            conn, built, signed=signed, signed_sha256=hashlib.sha256(signed).hexdigest(), cert_serial="abc"
+        )
         return repo.read_items(conn, [item.version_id])[0]
 
 
-def attempt(engine: Engine, item: WorkItem, state: State, ma_ket_qua: str | None, *, destination: str = "bhxh",
-            error_code: str | None = None) -> None:  # fmt: skip
+def attempt(
+    engine: Engine,
+    item: WorkItem,
+    state: State,
+    ma_ket_qua: str | None,
+    *,
+    destination: str = "bhxh",
+    error_code: str | None = None,
+) -> None:
     with engine.begin() as conn:
         repo.record_attempt(
-            conn, item, destination=destination, result=AttemptResult(state, error_code=error_code),
-            http_status=200 if ma_ket_qua else None, ma_ket_qua=ma_ket_qua, ma_giao_dich=None,
-            thoi_gian_tiep_nhan=None, request_hash="0" * 64, receipt={}, duplicate=False,
-        )  # fmt: skip
+            conn,
+            item,
+            destination=destination,
+            result=AttemptResult(state, error_code=error_code),
+            http_status=200 if ma_ket_qua else None,
+            ma_ket_qua=ma_ket_qua,
+            ma_giao_dich=None,
+            thoi_gian_tiep_nhan=None,
+            request_hash="0" * 64,
+            receipt={},
+            duplicate=False,
+        )
 
 
 def visit_in_state(engine: Engine, his_key: str, completed_at: datetime, state: State) -> WorkItem:
@@ -82,8 +98,12 @@ def visit_in_state(engine: Engine, his_key: str, completed_at: datetime, state: 
     signed = sign(engine, item)
     if state is State.SIGNED:
         return signed
-    codes = {State.ACCEPTED: ("200", None), State.REJECTED: ("422", "gateway:422"),
-             State.DEAD: ("500", "transient:500"), State.SUBMITTED: ("500", "transient:500")}  # fmt: skip
+    codes = {
+        State.ACCEPTED: ("200", None),
+        State.REJECTED: ("422", "gateway:422"),
+        State.DEAD: ("500", "transient:500"),
+        State.SUBMITTED: ("500", "transient:500"),
+    }
     code, error = codes[state]
     attempt(engine, signed, state, code, error_code=error)
     return signed
@@ -290,18 +310,27 @@ def localhost_tls(directory: Path) -> TlsPair:
     import ipaddress
 
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_file = directory / "smtp-cert.pem"
     key_file = directory / "smtp-key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert_file, key_file)
     client = ssl.create_default_context(cafile=str(cert_file))

@@ -48,10 +48,16 @@ def local(day: str, hour: int = 9) -> datetime:
 def certificates() -> dict[str, x509.Certificate]:
     ca = generate_ca(key_size=2048)
     issued = {
-        "expiring": issue_signing_certificate(ca, not_before=NOW - timedelta(days=300), not_after=NOW + timedelta(days=5)),
-        "renewed": issue_signing_certificate(ca, not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=365)),
-        "expired": issue_signing_certificate(ca, not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=2)),
-    }  # fmt: skip
+        "expiring": issue_signing_certificate(
+            ca, not_before=NOW - timedelta(days=300), not_after=NOW + timedelta(days=5)
+        ),
+        "renewed": issue_signing_certificate(
+            ca, not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=365)
+        ),
+        "expired": issue_signing_certificate(
+            ca, not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=2)
+        ),
+    }
     return {name: item.certificate for name, item in issued.items()}
 
 
@@ -85,8 +91,9 @@ def test_each_condition_fires_once_and_resolves_once(
         assert all(t.firing and t.delivered for t in first)
         second_dead = visit_in_state(engine, "DEAD2", local("2026-03-19"), State.DEAD)  # the numbers change…
         for minutes in (5, 10):  # …but a condition that keeps firing is not notified again
-            later = alerts.evaluate_and_notify(engine, cfg, notifiers, NOW + timedelta(minutes=minutes),
-                                               certificate_reader=expiring)  # fmt: skip
+            later = alerts.evaluate_and_notify(
+                engine, cfg, notifiers, NOW + timedelta(minutes=minutes), certificate_reader=expiring
+            )
             assert later == []
         assert sorted(receiver.statuses()) == sorted((condition, "firing") for condition in FIRED)
         assert {item.condition for item in alerts.firing_conditions(engine)} == FIRED
@@ -103,8 +110,9 @@ def test_each_condition_fires_once_and_resolves_once(
             repo.resume_destination(conn, "bhxh")
         renewed = lambda: certificates["renewed"]  # noqa: E731  # see above
         for minutes in (15, 20, 25):
-            alerts.evaluate_and_notify(engine, cfg, notifiers, NOW + timedelta(minutes=minutes),
-                                       certificate_reader=renewed)  # fmt: skip
+            alerts.evaluate_and_notify(
+                engine, cfg, notifiers, NOW + timedelta(minutes=minutes), certificate_reader=renewed
+            )
 
     messages = receiver.statuses()
     for condition in FIRED:
@@ -122,8 +130,13 @@ def test_messages_carry_counts_ids_and_codes_only(
     visit_in_state(sqlite_ledger, "DEAD1", local("2026-03-19"), State.DEAD)
     with webhook_receiver() as receiver:
         cfg = alert_settings(receiver.url)
-        alerts.evaluate_and_notify(sqlite_ledger, cfg, alerts.notifiers_from_settings(cfg), NOW,
-                                   certificate_reader=lambda: certificates["renewed"])  # fmt: skip
+        alerts.evaluate_and_notify(
+            sqlite_ledger,
+            cfg,
+            alerts.notifiers_from_settings(cfg),
+            NOW,
+            certificate_reader=lambda: certificates["renewed"],
+        )
     by_condition = {m.body["condition"]: m.body for m in receiver.messages}
     assert set(by_condition) == {"claim_deadline_breached", "dead_encounters"}
     claim = by_condition["claim_deadline_breached"]
@@ -138,10 +151,17 @@ def test_messages_carry_counts_ids_and_codes_only(
         "detail",
     }
     assert claim["facility_code"] == "79999"
-    assert claim["detail"] == {"count": 1, "by_state": {"rejected": 1}, "completed_before": "2026-03-11T00:00:00+07:00",
-                               "oldest_ma_lk": ["79999-LATE"]}  # fmt: skip
-    assert by_condition["dead_encounters"]["detail"] == {"count": 1, "by_error_code": {"transient:500": 1},
-                                                         "ma_lk": ["79999-DEAD1"]}  # fmt: skip
+    assert claim["detail"] == {
+        "count": 1,
+        "by_state": {"rejected": 1},
+        "completed_before": "2026-03-11T00:00:00+07:00",
+        "oldest_ma_lk": ["79999-LATE"],
+    }
+    assert by_condition["dead_encounters"]["detail"] == {
+        "count": 1,
+        "by_error_code": {"transient:500": 1},
+        "ma_lk": ["79999-DEAD1"],
+    }
 
 
 def test_undelivered_transition_is_retried_next_time(
@@ -157,10 +177,12 @@ def test_undelivered_transition_is_retried_next_time(
         assert [(t.condition, t.delivered) for t in failed] == [("dead_encounters", False)]
         assert alerts.firing_conditions(sqlite_ledger) == []  # put back, so the next run tries again
         receiver.status = 204
-        retried = alerts.evaluate_and_notify(sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=5),
-                                             certificate_reader=reader)  # fmt: skip
-        again = alerts.evaluate_and_notify(sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=10),
-                                           certificate_reader=reader)  # fmt: skip
+        retried = alerts.evaluate_and_notify(
+            sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=5), certificate_reader=reader
+        )
+        again = alerts.evaluate_and_notify(
+            sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=10), certificate_reader=reader
+        )
     assert [(t.condition, t.delivered) for t in retried] == [("dead_encounters", True)]
     assert again == []
     assert receiver.statuses() == [("dead_encounters", "firing")]
@@ -184,7 +206,10 @@ def test_certificate_conditions(sqlite_ledger: Engine, certificates: dict[str, x
     # While the certificate cannot be read, nothing is known about its dates: those conditions keep their state.
     assert [(t.condition, t.status) for t in broken] == [("certificate_unreadable", "firing")]
     assert {f.condition for f in alerts.firing_conditions(sqlite_ledger)} == {
-        "certificate_expiring", "certificate_invalid", "certificate_unreadable"}  # fmt: skip
+        "certificate_expiring",
+        "certificate_invalid",
+        "certificate_unreadable",
+    }
 
 
 def test_coverage_counts_visits_never_discovered(sqlite_ledger: Engine, tmp_path: Path) -> None:
@@ -221,16 +246,27 @@ def _unused() -> x509.Certificate:
 
 
 def _email_transition() -> alerts.Transition:
-    return alerts.Transition("dead_encounters", True, NOW.astimezone(UTC), "2 visit(s) dead",
-                             {"count": 2, "ma_lk": ["79999-A", "79999-B"]})  # fmt: skip
+    return alerts.Transition(
+        "dead_encounters",
+        True,
+        NOW.astimezone(UTC),
+        "2 visit(s) dead",
+        {"count": 2, "ma_lk": ["79999-A", "79999-B"]},
+    )
 
 
 def test_email_over_starttls_with_login(tmp_path: Path) -> None:
     tls = localhost_tls(tmp_path)
     with smtp_sink(tls.server) as sink:
-        notifier = alerts.EmailNotifier(host=sink.host, port=sink.port, sender="vneid@bv.example",
-                                        recipients=["it@bv.example", "qa@bv.example"], user="mailer",
-                                        password=_secret("smtp-pw"), ssl_context=tls.client)  # fmt: skip
+        notifier = alerts.EmailNotifier(
+            host=sink.host,
+            port=sink.port,
+            sender="vneid@bv.example",
+            recipients=["it@bv.example", "qa@bv.example"],
+            user="mailer",
+            password=_secret("smtp-pw"),
+            ssl_context=tls.client,
+        )
         notifier.send(alerts.AlertMessage("79999", _email_transition(), NOW))
     [session] = sink.delivered
     assert session.commands[:3] == ["EHLO", "STARTTLS", "EHLO"]
@@ -245,8 +281,14 @@ def test_email_over_starttls_with_login(tmp_path: Path) -> None:
 
 def test_email_refuses_login_without_starttls(tmp_path: Path) -> None:
     with smtp_sink(None) as sink:
-        notifier = alerts.EmailNotifier(host=sink.host, port=sink.port, sender="vneid@bv.example",
-                                        recipients=["it@bv.example"], user="mailer", password=_secret("smtp-pw"))  # fmt: skip
+        notifier = alerts.EmailNotifier(
+            host=sink.host,
+            port=sink.port,
+            sender="vneid@bv.example",
+            recipients=["it@bv.example"],
+            user="mailer",
+            password=_secret("smtp-pw"),
+        )
         with pytest.raises(alerts.NotifierError, match="STARTTLS"):
             notifier.send(alerts.AlertMessage("79999", _email_transition(), NOW))
     assert all(session.auth is None and not session.data for session in sink.sessions)
@@ -258,13 +300,24 @@ def test_email_through_a_local_relay_without_login(
     """Configured from the settings, run through evaluate_and_notify: one mail per transition."""
     visit_in_state(sqlite_ledger, "DEAD1", local("2026-03-19"), State.DEAD)
     with smtp_sink(None) as sink:
-        cfg = load_settings(alerts={"smtp_host": sink.host, "smtp_port": sink.port, "email_from": "vneid@bv.example",
-                                    "email_to": ["it@bv.example"]})  # fmt: skip
+        cfg = load_settings(
+            alerts={
+                "smtp_host": sink.host,
+                "smtp_port": sink.port,
+                "email_from": "vneid@bv.example",
+                "email_to": ["it@bv.example"],
+            }
+        )
         notifiers = alerts.notifiers_from_settings(cfg)
         assert [n.name for n in notifiers] == ["email"]
         for minutes in (0, 5):
-            alerts.evaluate_and_notify(sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=minutes),
-                                       certificate_reader=lambda: certificates["renewed"])  # fmt: skip
+            alerts.evaluate_and_notify(
+                sqlite_ledger,
+                cfg,
+                notifiers,
+                NOW + timedelta(minutes=minutes),
+                certificate_reader=lambda: certificates["renewed"],
+            )
     assert len(sink.delivered) == 1
     assert "FIRING: dead_encounters" in sink.delivered[0].data.decode()
 
@@ -274,8 +327,14 @@ def _secret(value: str) -> alerts.SecretStr:
 
 
 def test_both_notifiers_from_settings() -> None:
-    cfg = load_settings(alerts={"webhook_url": "http://127.0.0.1:9/hook", "smtp_host": "127.0.0.1",
-                                "email_from": "a@b.example", "email_to": ["c@d.example"]})  # fmt: skip
+    cfg = load_settings(
+        alerts={
+            "webhook_url": "http://127.0.0.1:9/hook",
+            "smtp_host": "127.0.0.1",
+            "email_from": "a@b.example",
+            "email_to": ["c@d.example"],
+        }
+    )
     assert [n.name for n in alerts.notifiers_from_settings(cfg)] == ["webhook", "email"]
     assert alerts.notifiers_from_settings(load_settings()) == []
 
@@ -330,9 +389,14 @@ def test_alerts_check_command(tmp_path: Path, sqlite_ledger: Engine) -> None:
     pki = create_test_pki(tmp_path / "pki", ca_key_size=2048, valid_days=365)
     runner = CliRunner()
     with webhook_receiver() as receiver:
-        env = {"VNEID_DATA_DIR": str(tmp_path), "VNEID_LEDGER__DATABASE_URL": str(sqlite_ledger.url),
-               "VNEID_SIGNER__KEY_FILE": str(pki.pkcs12), "VNEID_SIGNER__PASSPHRASE": pki.passphrase,
-               "VNEID_ALERTS__WEBHOOK_URL": receiver.url, "COLUMNS": "200"}  # fmt: skip
+        env = {
+            "VNEID_DATA_DIR": str(tmp_path),
+            "VNEID_LEDGER__DATABASE_URL": str(sqlite_ledger.url),
+            "VNEID_SIGNER__KEY_FILE": str(pki.pkcs12),
+            "VNEID_SIGNER__PASSPHRASE": pki.passphrase,
+            "VNEID_ALERTS__WEBHOOK_URL": receiver.url,
+            "COLUMNS": "200",
+        }
         quiet = runner.invoke(app, ["alerts", "check", "--no-his"], env=env)
         assert quiet.exit_code == 0, quiet.output
         assert "no alert condition is firing" in quiet.stdout

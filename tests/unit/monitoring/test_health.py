@@ -40,8 +40,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SignerSettings]:
     directory = tmp_path_factory.mktemp("pki")
     now = datetime.now(UTC)
     good = create_test_pki(directory / "good", ca_key_size=2048, valid_days=365)
-    soon = create_test_pki(directory / "soon", ca_key_size=2048, not_before=now - timedelta(days=300),
-                           not_after=now + timedelta(days=10))  # fmt: skip
+    soon = create_test_pki(
+        directory / "soon",
+        ca_key_size=2048,
+        not_before=now - timedelta(days=300),
+        not_after=now + timedelta(days=10),
+    )
 
     def settings(files: Any) -> SignerSettings:
         return SignerSettings(source="file", key_file=files.pkcs12, passphrase=files.passphrase)
@@ -109,8 +113,9 @@ def test_embedded_broker_ok(tmp_path: Path) -> None:
 
 
 def test_broker_fails_on_closed_port() -> None:
-    result = health.check_broker(load_settings(broker={"url": f"redis://:broker-pw@127.0.0.1:{closed_port()}/0"}),
-                                 timeout_s=2)  # fmt: skip
+    result = health.check_broker(
+        load_settings(broker={"url": f"redis://:broker-pw@127.0.0.1:{closed_port()}/0"}), timeout_s=2
+    )
     assert result.status is Status.FAIL
     assert "broker-pw" not in result.detail
 
@@ -194,8 +199,10 @@ def gateway_settings(url: str, password: str = "demo-password") -> Settings:
 def test_gateway_token_and_clock_ok_against_the_simulator() -> None:
     with running_simulator() as simulator:
         results = health.check_gateways(gateway_settings(simulator.url))
-    assert [(r.name, r.status) for r in results] == [("gateway token (bhxh)", Status.OK),
-                                                     ("clock skew (bhxh)", Status.OK)]  # fmt: skip
+    assert [(r.name, r.status) for r in results] == [
+        ("gateway token (bhxh)", Status.OK),
+        ("clock skew (bhxh)", Status.OK),
+    ]
 
 
 def test_gateway_token_refused_for_a_wrong_password() -> None:
@@ -221,8 +228,12 @@ def token_server(date_header: str | None) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            body = json.dumps({"maKetQua": "200", "APIKey": {"access_token": "a", "id_token": "b",
-                                                              "expires_in": "2099-01-01T00:00:00Z"}}).encode()  # fmt: skip
+            body = json.dumps(
+                {
+                    "maKetQua": "200",
+                    "APIKey": {"access_token": "a", "id_token": "b", "expires_in": "2099-01-01T00:00:00Z"},
+                }
+            ).encode()
             self.send_response_only(200)  # unlike send_response, adds no Date header
             if date_header is not None:
                 self.send_header("Date", date_header)
@@ -316,8 +327,11 @@ def test_health_command_exit_codes(
 
         soon = pki["soon"]
         assert soon.passphrase is not None
-        warn_env = {**env, "VNEID_SIGNER__KEY_FILE": str(soon.key_file),
-                    "VNEID_SIGNER__PASSPHRASE": soon.passphrase.get_secret_value()}  # fmt: skip
+        warn_env = {
+            **env,
+            "VNEID_SIGNER__KEY_FILE": str(soon.key_file),
+            "VNEID_SIGNER__PASSPHRASE": soon.passphrase.get_secret_value(),
+        }
         assert runner.invoke(_cli(), ["health", "--skip", "his"], env=warn_env).exit_code == 0
         assert runner.invoke(_cli(), ["health", "--skip", "his", "--strict"], env=warn_env).exit_code == 1
 

@@ -35,8 +35,12 @@ def local(day: str, hour: int = 9) -> datetime:
 @pytest.fixture(scope="module")
 def signer_settings(tmp_path_factory: pytest.TempPathFactory) -> SignerSettings:
     """A real PKCS#12 whose certificate expires 20 days after NOW (inside the 30-day warning)."""
-    pki = create_test_pki(tmp_path_factory.mktemp("pki"), ca_key_size=2048, not_before=NOW - timedelta(days=10),
-                          not_after=NOW + timedelta(days=20))  # fmt: skip
+    pki = create_test_pki(
+        tmp_path_factory.mktemp("pki"),
+        ca_key_size=2048,
+        not_before=NOW - timedelta(days=10),
+        not_after=NOW + timedelta(days=20),
+    )
     return SignerSettings(source="file", key_file=pki.pkcs12, passphrase=pki.passphrase)  # type: ignore[arg-type]
 
 
@@ -63,8 +67,9 @@ def exporter(
     loader = CountingLoader()
     clock = [NOW]
     watch = CertificateWatch(signer_settings, loader=loader, clock=lambda: clock[0])
-    registry = ledger_registry(sqlite_ledger, monitoring_settings(signer_settings), certificates=watch,
-                               clock=lambda: clock[0])  # fmt: skip
+    registry = ledger_registry(
+        sqlite_ledger, monitoring_settings(signer_settings), certificates=watch, clock=lambda: clock[0]
+    )
     server = serve(registry, "127.0.0.1", 0)
     yield server, loader, clock
     server.close()
@@ -83,8 +88,17 @@ def run_collector_scenario(engine: Engine, server: MetricsServer) -> None:
 
     first = scrape(server.url)
     assert value(first, "vneid_ledger_up") == 1
-    expected = {"accepted": 2, "rejected": 1, "dead": 1, "quarantined": 1, "hidden": 1, "discovered": 1,
-                "submitted": 1, "built": 0, "signed": 0}  # fmt: skip
+    expected = {
+        "accepted": 2,
+        "rejected": 1,
+        "dead": 1,
+        "quarantined": 1,
+        "hidden": 1,
+        "discovered": 1,
+        "submitted": 1,
+        "built": 0,
+        "signed": 0,
+    }
     for state, count in expected.items():
         assert value(first, "vneid_ledger_encounters", state=state) == count, state
     assert (
@@ -186,10 +200,21 @@ def test_metrics_command_serves_until_sigterm(tmp_path: Path) -> None:
         "monitor_cmd.register(app)\n"
         "sys.exit(typer.main.get_command(app).main(sys.argv[1:], standalone_mode=False) or 0)\n"
     )
-    env = {**os.environ, "VNEID_LEDGER__DATABASE_URL": f"sqlite:///{ledger}", "VNEID_DATA_DIR": str(tmp_path),
-           "VNEID_LOGGING__FORMAT": "json", "COLUMNS": "200"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-c", script, "metrics", "--host", "127.0.0.1", "--port", "0"],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "VNEID_LEDGER__DATABASE_URL": f"sqlite:///{ledger}",
+        "VNEID_DATA_DIR": str(tmp_path),
+        "VNEID_LOGGING__FORMAT": "json",
+        "COLUMNS": "200",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "metrics", "--host", "127.0.0.1", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = read_until(process.stdout, "serving ledger metrics on http://127.0.0.1:")

@@ -47,8 +47,14 @@ server.close()
 
 
 def _run_forking_worker(tmp_path: Path, mode: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    process = subprocess.Popen([sys.executable, "-c", FORKING_WORKER, str(tmp_path / "prom"), mode], cwd=REPO_ROOT,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", FORKING_WORKER, str(tmp_path / "prom"), mode],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         assert process.stdin is not None
@@ -75,8 +81,10 @@ def test_prefork_children_are_counted_in_multiprocess_mode(tmp_path: Path) -> No
 def test_without_multiprocess_mode_children_are_invisible(tmp_path: Path) -> None:
     """The documented limitation: a prefork worker without multiprocess mode serves its main process only."""
     samples = _run_forking_worker(tmp_path, "single")
-    assert ("vneid_worker_submissions_total", frozenset({("destination", "bhxh"), ("outcome", "accepted"),
-                                                         ("code", "200")})) not in samples  # fmt: skip
+    assert (
+        "vneid_worker_submissions_total",
+        frozenset({("destination", "bhxh"), ("outcome", "accepted"), ("code", "200")}),
+    ) not in samples
 
 
 def test_in_process_worker_serves_its_attempts_and_tokens() -> None:

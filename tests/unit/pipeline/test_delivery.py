@@ -33,10 +33,15 @@ def certificate() -> x509.Certificate:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bệnh viện thử nghiệm")])
     return (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(T0 - timedelta(days=1))
-        .not_valid_after(T0 + timedelta(days=365)).sign(key, hashes.SHA256())
-    )  # fmt: skip
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(T0 - timedelta(days=1))
+        .not_valid_after(T0 + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
 
 
 @pytest.fixture
@@ -45,9 +50,14 @@ def world(
 ) -> tuple[Pipeline, FakeSource, FakeSigner, FakeGateway]:
     settings = load_settings(delivery={"max_attempts": 3, "backoff_base_s": 1, "backoff_cap_s": 2})
     source, signer, gateway = FakeSource(), FakeSigner(certificate), FakeGateway()
-    pipeline = Pipeline(settings=settings, engine=sqlite_ledger, source_factory=lambda: source,
-                        signer_factory=lambda: signer, gateways_factory=lambda: {"bhxh": gateway},
-                        payload_options=payload_options(settings.payload))  # fmt: skip
+    pipeline = Pipeline(
+        settings=settings,
+        engine=sqlite_ledger,
+        source_factory=lambda: source,
+        signer_factory=lambda: signer,
+        gateways_factory=lambda: {"bhxh": gateway},
+        payload_options=payload_options(settings.payload),
+    )
     return pipeline, source, signer, gateway
 
 
@@ -164,8 +174,11 @@ def test_changed_encounter_becomes_a_new_version(world) -> None:  # type: ignore
     source.put(original, T0 + timedelta(hours=2))  # NGAY_TTOAN filled after payment
     _run(pipeline)
     with pipeline.engine.connect() as conn:
-        rows = conn.execute(sa.select(versions.c.state, versions.c.content_hash).where(
-            versions.c.ma_lk == "79999-1101").order_by(versions.c.id)).all()  # fmt: skip
+        rows = conn.execute(
+            sa.select(versions.c.state, versions.c.content_hash)
+            .where(versions.c.ma_lk == "79999-1101")
+            .order_by(versions.c.id)
+        ).all()
     assert [row.state for row in rows] == [State.ACCEPTED, State.ACCEPTED]
     assert rows[0].content_hash != rows[1].content_hash
     assert len(gateway.received) == 2
@@ -266,6 +279,8 @@ def test_unreadable_encounter_is_quarantined_with_section_and_column(world) -> N
     _run(pipeline)
     assert _states(pipeline.engine) == {"79999-1701": State.QUARANTINED, "79999-1702": State.ACCEPTED}
     with pipeline.engine.connect() as conn:
-        issues = conn.execute(sa.select(versions.c.issues).where(versions.c.ma_lk == "79999-1701")).scalar_one()
+        issues = conn.execute(
+            sa.select(versions.c.issues).where(versions.c.ma_lk == "79999-1701")
+        ).scalar_one()
     assert issues["errors"][0]["field"] == "MA_KHOA"
     assert issues["errors"][0]["rule"] == "HIS.unreadable"

@@ -74,10 +74,18 @@ def test_options_reject_nonsense() -> None:
 @pytest.mark.parametrize("kind", sorted(CATALOGUE))
 def test_every_catalogue_text_formats_in_both_languages(kind: str) -> None:
     params = {
-        "max": 10, "detail": "U+0007 at position 3", "condition_en": "A is set", "condition_vi": "có A",
-        "expected_en": "x", "expected_vi": "x", "code_list": "GIOI_TINH", "other": "NGAY_VAO", "formula": "Σ",
-        "reason_en": "wrong format", "reason_vi": "sai định dạng",
-    }  # fmt: skip
+        "max": 10,
+        "detail": "U+0007 at position 3",
+        "condition_en": "A is set",
+        "condition_vi": "có A",
+        "expected_en": "x",
+        "expected_vi": "x",
+        "code_list": "GIOI_TINH",
+        "other": "NGAY_VAO",
+        "formula": "Σ",
+        "reason_en": "wrong format",
+        "reason_vi": "sai định dạng",
+    }
     found = issue("XML1", None, "HO_TEN", kind, **params)
     assert found.message_vi
     assert found.message_en

@@ -77,9 +77,16 @@ def test_text_is_nfc_and_stripped() -> None:
 
 @pytest.mark.parametrize(
     ("char", "kind"),
-    [("\x00", "invalid_char"), ("\x07", "invalid_char"), ("\x1b", "invalid_char"), ("\ud800", "invalid_char"),
-     ("\ufffe", "invalid_char"), ("\x7f", "control_char"), ("\x85", "control_char")],
-)  # fmt: skip
+    [
+        ("\x00", "invalid_char"),
+        ("\x07", "invalid_char"),
+        ("\x1b", "invalid_char"),
+        ("\ud800", "invalid_char"),
+        ("\ufffe", "invalid_char"),
+        ("\x7f", "control_char"),
+        ("\x85", "control_char"),
+    ],
+)
 def test_characters_xml_cannot_carry_are_rejected_not_dropped(char: str, kind: str) -> None:
     with pytest.raises(ValueFormatError) as caught:
         text(f"Ghi chú{char}x")

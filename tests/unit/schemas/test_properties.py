@@ -31,10 +31,29 @@ from worker.synthetic import Defect, Kind, make_encounter
 #: emoji, and characters that must be rejected (C0/C1 controls, a lone surrogate, U+FFFE).
 TRICKY = st.lists(
     st.sampled_from(
-        ["<", ">", "&", '"', "'", ";", " ", "a", "Đ", "ệ", "e\u0302\u0301", "😀", "\t", "\n", "\x07", "\x85", "\ufffe", "\ud800"]
+        [
+            "<",
+            ">",
+            "&",
+            '"',
+            "'",
+            ";",
+            " ",
+            "a",
+            "Đ",
+            "ệ",
+            "e\u0302\u0301",
+            "😀",
+            "\t",
+            "\n",
+            "\x07",
+            "\x85",
+            "\ufffe",
+            "\ud800",
+        ]
     ),
     max_size=12,
-).map("".join)  # fmt: skip
+).map("".join)
 
 TEXT_TARGETS = ("ghi_chu", "ly_do_vv", "chan_doan_rv", "ho_ten", "dia_chi", "ten_thuoc")
 
@@ -54,9 +73,12 @@ def scenarios(draw: st.DrawFn) -> tuple[Encounter, PayloadOptions]:
     defect = draw(st.none() | st.sampled_from(list(Defect)))
     start = datetime(2026, 7, 25, 8, 0, tzinfo=VIETNAM_TZ) + timedelta(hours=draw(st.integers(0, 24 * 14)))
     encounter = make_encounter(
-        random.Random(draw(st.integers(0, 2**32))), his_key=str(draw(st.integers(1, 10**9))), kind=kind,
-        start=start, defect=defect,
-    )  # fmt: skip
+        random.Random(draw(st.integers(0, 2**32))),
+        his_key=str(draw(st.integers(1, 10**9))),
+        kind=kind,
+        start=start,
+        defect=defect,
+    )
     if draw(st.booleans()):
         encounter = _with_text(encounter, draw(st.sampled_from(TEXT_TARGETS)), draw(TRICKY))
     options = PayloadOptions(

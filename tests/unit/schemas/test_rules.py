@@ -69,8 +69,17 @@ def test_clean_documents_have_no_findings() -> None:
         assert findings(documents(encounter), facility_code="79999") == []
 
 
-@pytest.mark.parametrize(("number", "valid"), [("079185012345", True), ("123456789", True), ("B1234567", True),
-                                               ("1234567890", False), ("b1234567", False), ("07918501234X", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        ("079185012345", True),
+        ("123456789", True),
+        ("B1234567", True),
+        ("1234567890", False),
+        ("b1234567", False),
+        ("07918501234X", False),
+    ],
+)
 def test_identity_number_shape(number: str, valid: bool) -> None:
     docs = documents(outpatient_exam())
     docs["XML1"][0]["SO_CCCD"] = number
@@ -104,8 +113,15 @@ def test_code_lists_are_chosen_by_the_visit_end_date() -> None:
     assert rules(before) == {"XML1.MA_LOAI_KCB.code"}
     assert rules(after) == set()
     # MA_KHOA has no list before 2026-08-01: nothing to check; afterwards QĐ 1804 codes.
-    for code, expected in [("K0809", set()), ("K02.D35", set()), ("K16.1", set()), ("K03.4", {"XML1.MA_KHOA.code"}),
-                           ("K77", {"XML1.MA_KHOA.code"}), ("KHOA-NOI", {"XML1.MA_KHOA.format"}), ("K03;K26", set())]:  # fmt: skip
+    for code, expected in [
+        ("K0809", set()),
+        ("K02.D35", set()),
+        ("K16.1", set()),
+        ("K03.4", {"XML1.MA_KHOA.code"}),
+        ("K77", {"XML1.MA_KHOA.code"}),
+        ("KHOA-NOI", {"XML1.MA_KHOA.format"}),
+        ("K03;K26", set()),
+    ]:
         before["XML1"][0]["MA_KHOA"] = after["XML1"][0]["MA_KHOA"] = code
         assert rules(before) == {"XML1.MA_LOAI_KCB.code"}, code
         assert rules(after) == expected, code
@@ -158,15 +174,21 @@ def test_treatment_days_follow_the_visit_type() -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["XML2"][0].update(THANH_TIEN_BV="4501.00"), {"XML2.THANH_TIEN_BV.formula", "XML1.T_TONGCHI_BV.total", "XML1.T_THUOC.total"}),
-        (lambda d: d["XML3"][0].update(THANH_TIEN_BH="1.00"), {"XML3.THANH_TIEN_BH.formula", "XML1.T_TONGCHI_BH.total"}),
+        (
+            lambda d: d["XML2"][0].update(THANH_TIEN_BV="4501.00"),
+            {"XML2.THANH_TIEN_BV.formula", "XML1.T_TONGCHI_BV.total", "XML1.T_THUOC.total"},
+        ),
+        (
+            lambda d: d["XML3"][0].update(THANH_TIEN_BH="1.00"),
+            {"XML3.THANH_TIEN_BH.formula", "XML1.T_TONGCHI_BH.total"},
+        ),
         (lambda d: d["XML3"][0].update(T_NGUONKHAC_CL="5.00"), {"XML3.T_NGUONKHAC.formula"}),
         (lambda d: d["XML1"][0].update(T_BHTT="1.00"), {"XML1.T_BHTT.total"}),
         (lambda d: d["XML1"][0].update(T_BNCCT="1.00"), {"XML1.T_BNCCT.total", "XML1.T_BHTT.total"}),
         (lambda d: d["XML1"][0].update(T_NGUONKHAC="1.00"), {"XML1.T_NGUONKHAC.total"}),
         (lambda d: d["XML1"][0].update(T_BNTT="1.00"), {"XML1.T_BNTT.total"}),
     ],
-)  # fmt: skip
+)
 def test_money_identities(mutate: Callable[[Documents], None], expected: set[str]) -> None:
     docs = documents(outpatient_exam())
     mutate(docs)

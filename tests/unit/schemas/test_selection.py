@@ -61,8 +61,9 @@ def test_xml8_for_03_04_06_and_for_every_visit_when_configured() -> None:
     assert _rules(replace(day_patient(), record_summary=None)) == {"XML8.missing_for_visit_type"}
     every = replace(OPTIONS, xml8_for_every_visit=True)
     assert _rules(outpatient_exam(), every) == {"XML8.missing_for_visit_type"}
-    summary = RecordSummary(qt_benhly="Đau đầu 2 ngày", tomtat_kq="Đường huyết 6.8 mmol/L", pp_dieutri="Theo dõi",
-                            ngay_ct=CREATED)  # fmt: skip
+    summary = RecordSummary(
+        qt_benhly="Đau đầu 2 ngày", tomtat_kq="Đường huyết 6.8 mmol/L", pp_dieutri="Theo dõi", ngay_ct=CREATED
+    )
     assert "XML8" in _tables(replace(outpatient_exam(), record_summary=summary), every)
     assert "XML8" not in _tables(replace(outpatient_exam(), record_summary=summary))
 
@@ -70,14 +71,28 @@ def test_xml8_for_03_04_06_and_for_every_visit_when_configured() -> None:
 def test_qd1804_codes_10_to_16_are_treated_like_an_examination() -> None:
     exam = outpatient_exam()
     after = datetime(2026, 8, 3, 8, 0, tzinfo=VIETNAM_TZ)
-    home = replace(exam, visit=replace(exam.visit, ma_loai_kcb="12", ngay_vao=after, ngay_ra=after + timedelta(hours=1),
-                                       ngay_ttoan=None, thang_qt=8))  # fmt: skip
+    home = replace(
+        exam,
+        visit=replace(
+            exam.visit,
+            ma_loai_kcb="12",
+            ngay_vao=after,
+            ngay_ra=after + timedelta(hours=1),
+            ngay_ttoan=None,
+            thang_qt=8,
+        ),
+    )
     moved = replace(home, drug_lines=(), service_lines=(), cls_results=(), first_cost=None)
     moved = replace(moved, visit=replace(moved.visit, **totals((), ())))  # type: ignore[arg-type]
     assert _tables(moved) == ("XML1",)
-    assert "XML1.MA_LOAI_KCB.code" in _rules(replace(moved, visit=replace(moved.visit, ma_loai_kcb="12",
-                                                                          ngay_ra=exam.visit.ngay_ra,
-                                                                          ngay_vao=exam.visit.ngay_vao)))  # fmt: skip
+    assert "XML1.MA_LOAI_KCB.code" in _rules(
+        replace(
+            moved,
+            visit=replace(
+                moved.visit, ma_loai_kcb="12", ngay_ra=exam.visit.ngay_ra, ngay_vao=exam.visit.ngay_vao
+            ),
+        )
+    )
 
 
 def test_referral_only_for_discharge_types_2_and_5() -> None:
@@ -129,11 +144,25 @@ def test_a_bhyt_code_without_a_card_is_sent_as_non_bhyt() -> None:
 
 def _hiv_care() -> HivCare:
     return HivCare(
-        noi_lay_mau_xn="79001", noi_xn_kd="79001", noi_bddt_arv="79999", ngaykd_hiv=date(2020, 5, 4),
-        bddt_arv=date(2020, 6, 1), ma_phac_do_dieu_tri_bd="TDF+3TC+DTG", ma_lydo_dtri=1, loai_dtri_lao=0,
-        sang_loc_lao=2, kq_dtri_lao=7, ma_loai_bn=1, giai_doan_lam_sang=1, nhom_doi_tuong=1, ma_tinh_trang_dk="9",
-        ma_xu_tri="4", ma_phac_do_dieu_tri="TDF+3TC+DTG", ngay_chuyen_phac_do=date(2024, 1, 2), ly_do_chuyen_phac_do=1,
-    )  # fmt: skip
+        noi_lay_mau_xn="79001",
+        noi_xn_kd="79001",
+        noi_bddt_arv="79999",
+        ngaykd_hiv=date(2020, 5, 4),
+        bddt_arv=date(2020, 6, 1),
+        ma_phac_do_dieu_tri_bd="TDF+3TC+DTG",
+        ma_lydo_dtri=1,
+        loai_dtri_lao=0,
+        sang_loc_lao=2,
+        kq_dtri_lao=7,
+        ma_loai_bn=1,
+        giai_doan_lam_sang=1,
+        nhom_doi_tuong=1,
+        ma_tinh_trang_dk="9",
+        ma_xu_tri="4",
+        ma_phac_do_dieu_tri="TDF+3TC+DTG",
+        ngay_chuyen_phac_do=date(2024, 1, 2),
+        ly_do_chuyen_phac_do=1,
+    )
 
 
 def _with_hiv(encounter: Encounter) -> Encounter:
