@@ -13,7 +13,6 @@ from rich.table import Table
 
 from schemas import (
     Issue,
-    PayloadOptions,
     PayloadValidationError,
     build_claim,
     validate_envelope_bytes,
@@ -22,8 +21,8 @@ from schemas import (
 from schemas.envelope import ENVELOPE_ROOT
 from schemas.spec import Profile
 from schemas.validation import table_of_root
+from worker.bootstrap import payload_options
 from worker.cli.context import CliError, console, settings
-from worker.config import PayloadSettings
 from worker.domain.values import VIETNAM_TZ
 from worker.synthetic import kinds_mix, make_encounter
 
@@ -31,18 +30,6 @@ group = typer.Typer(help="Build and validate QĐ 130/4750/3176 payloads.", no_ar
 
 #: First visit of a demo batch; visits follow every few minutes (a fixed start keeps runs reproducible).
 DEMO_START = datetime(2026, 3, 4, 7, 30, tzinfo=VIETNAM_TZ)
-
-
-def options_from(payload: PayloadSettings) -> PayloadOptions:
-    return PayloadOptions(
-        facility_code=payload.facility_code,
-        profile=payload.profile,
-        xml8_for_every_visit=payload.xml8_for_every_visit,
-        checkin_for_non_bhyt=payload.checkin_for_non_bhyt,
-        non_bhyt_tables=tuple(payload.non_bhyt_tables),
-        inner_xml_declaration=payload.inner_xml_declaration,
-        hiv_filter=payload.hiv_filter,
-    )
 
 
 @group.command("build")
@@ -59,7 +46,7 @@ def build(
     ] = None,
 ) -> None:
     """Build unsigned envelopes for N synthetic encounters; rejected ones are listed with their rule ids."""
-    options = options_from(settings(ctx).payload)
+    options = payload_options(settings(ctx).payload)
     if profile is not None:
         options = replace(options, profile=profile)
     try:
