@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null || echo $(VENV)/bin/uv)
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format bench bench-scale services clean generate docs
@@ -12,8 +12,9 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-	uv sync --frozen --extra dev --python python3
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages uv
+	$(UV) sync --frozen --extra dev --python python3
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the project with its dev extras (from uv.lock)
