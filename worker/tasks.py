@@ -21,7 +21,7 @@ from worker.config import load_settings
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.logging import configure_logging, get_logger
-from worker.pipeline import delivery, discovery
+from worker.pipeline import delivery, discovery, hubs
 from worker.pipeline.context import Pipeline
 from worker.ports import SourceUnavailableError
 
@@ -155,3 +155,9 @@ def check_alerts(self: LedgerTask) -> dict[str, int]:
         source=pipeline.source(),
     )
     return {"transitions": len(transitions)}
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.deliver_hubs")
+def deliver_hubs(self: LedgerTask) -> dict[str, int]:
+    """Send what the primary destination accepted to the extra destinations (provincial hubs)."""
+    return vars(hubs.deliver_due(self.pipeline))

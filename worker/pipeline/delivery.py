@@ -24,6 +24,7 @@ from worker.ledger.db import utcnow
 from worker.ledger.repository import WorkItem
 from worker.ledger.states import State
 from worker.logging import get_logger
+from worker.pipeline import hubs
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import decide
 from worker.ports import DocumentKind, GatewayReceipt, Outcome, SourceDataError
@@ -257,8 +258,10 @@ def _submit(
     with pipeline.engine.begin() as conn:
         for item, receipt in attempts:
             _record(conn, pipeline, destination, item, receipt, now=now, result=result)
-        if any(receipt.outcome is Outcome.ACCEPTED for _, receipt in attempts):
+        accepted = [item.version_id for item, receipt in attempts if receipt.outcome is Outcome.ACCEPTED]
+        if accepted:
             repo.clear_auth_failures(conn, destination)
+            hubs.queue_for_hubs(conn, accepted, hubs.secondary_destinations(pipeline))
         if halted is not None:
             _halt(conn, pipeline, destination, halted[0], deferred=halted[1], now=now, result=result)
 

@@ -284,3 +284,38 @@ def test_unreadable_encounter_is_quarantined_with_section_and_column(world) -> N
         ).scalar_one()
     assert issues["errors"][0]["field"] == "MA_KHOA"
     assert issues["errors"][0]["rule"] == "HIS.unreadable"
+
+
+def test_hub_gets_what_bhxh_accepted_and_never_blocks_it(sqlite_ledger, certificate) -> None:  # type: ignore[no-untyped-def]
+    from worker.ledger.schema import deliveries
+    from worker.pipeline import hubs
+
+    settings = load_settings(
+        destinations={"bhxh": {}, "hanoi": {"primary": False}},
+        delivery={"backoff_base_s": 1, "backoff_cap_s": 2},
+    )
+    source, signer = FakeSource(), FakeSigner(certificate)
+    bhxh, hub = FakeGateway(), FakeGateway(name="hanoi", script=[Outcome.TRANSIENT])
+    pipeline = Pipeline(
+        settings=settings,
+        engine=sqlite_ledger,
+        source_factory=lambda: source,
+        signer_factory=lambda: signer,
+        gateways_factory=lambda: {"bhxh": bhxh, "hanoi": hub},
+        payload_options=payload_options(settings.payload),
+    )
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1801"), T0)
+    _run(pipeline)
+    assert _states(pipeline.engine)["79999-1801"] == State.ACCEPTED
+    assert hub.calls == []  # the hub is served on its own schedule
+    first = hubs.deliver_due(pipeline)
+    assert (first.sent, first.retrying) == (1, 1)
+    with pipeline.engine.begin() as conn:
+        conn.execute(sa.update(deliveries).values(next_attempt_at=None))
+    second = hubs.deliver_due(pipeline)
+    assert second.accepted == 1
+    assert hub.calls == [bhxh.calls[0]] * 2  # the failed try and the retry: the same signed bytes
+    with pipeline.engine.connect() as conn:
+        state = conn.execute(sa.select(deliveries.c.state)).scalar_one()
+    assert state == State.ACCEPTED
+    assert hubs.deliver_due(pipeline).sent == 0
