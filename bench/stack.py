@@ -1,0 +1,130 @@
+"""The services a pipeline benchmark needs, started on loopback and stopped afterwards.
+
+``BenchStack`` creates a throwaway test PKI (RSA-2048), a scratch demo HIS and a scratch ledger (PostgreSQL;
+SQLite files when PostgreSQL is unreachable), seeds the HIS, spawns the gateway simulator as a child process
+(in-memory record, no faults, signatures required but not verified: the receiving side's cost stays out of the
+way) and wires ``worker.bootstrap.build_pipeline`` with the file signer. The gateway's client-side rate limit
+is lifted (``rate_per_s``): it is a politeness setting towards BHXH, not work, and would cap the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import ExitStack
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.common import FACILITY, scratch_database
+from worker.config import Settings
+from worker.ledger import migrate
+from worker.ledger.schema import metadata as ledger_metadata
+from worker.logging import configure_logging
+from worker.pipeline.context import Pipeline
+
+SEED_SINCE = date(2026, 1, 1)
+SEED_UNTIL = date(2026, 6, 30)
+
+
+class BenchStack:
+    """Context manager; after ``__enter__``: ``settings``, ``pki``, ``simulator``, ``his_url``, ``ledger_url``."""
+
+    def __init__(self, *, encounters: int, bad_share: float = 0.0, seed: int = 2026,
+                 log_level: str = "INFO", sqlite_only: bool = False) -> None:  # fmt: skip
+        self.encounters = encounters
+        self.bad_share = bad_share
+        self.seed = seed
+        self.log_level = log_level
+        self.sqlite_only = sqlite_only
+        self._stack = ExitStack()
+        self.database_kind = ""
+        self.seed_seconds = 0.0
+        self._log_stream: Any = None
+
+    def __enter__(self) -> BenchStack:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        from adapters.gateway.simulator.process import spawn_simulator
+        from adapters.his.demo.seed import seed_demo_his
+        from adapters.signers.testpki import create_test_pki
+
+        self.directory = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="vneid-bench-")))
+        # INFO, as in production, rendered to /dev/null: the cost of logging is counted, the output is not.
+        self._log_stream = self._stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        configure_logging(self.log_level, "json", stream=self._log_stream)
+        logging.getLogger("adapters.gateway.simulator").setLevel(logging.WARNING)
+        self.pki = create_test_pki(self.directory / "pki", key_size=2048, ca_key_size=2048)
+        if self.sqlite_only:
+            self.his_url = f"sqlite:///{self.directory / 'his.sqlite3'}"
+            self.ledger_url = f"sqlite:///{self.directory / 'ledger.sqlite3'}"
+            self.database_kind = "sqlite (requested)"
+        else:
+            self.his_url, self.database_kind = self._stack.enter_context(
+                scratch_database("his", self.directory)
+            )
+            self.ledger_url, _ = self._stack.enter_context(scratch_database("ledger", self.directory))
+        report = seed_demo_his(self.his_url, encounters=self.encounters, bad_share=self.bad_share,
+                               since=SEED_SINCE, until=SEED_UNTIL, random_seed=self.seed,
+                               facility_code=FACILITY)  # fmt: skip
+        self.seed_seconds = report.seconds
+        self.seeded_bad = report.bad
+        self.simulator = self._stack.enter_context(
+            spawn_simulator(state_dir=None, startup_timeout_s=90, extra_args=["--token-lifetime", "86400"])
+        )
+        self.settings = self.make_settings()
+
+    def make_settings(self, **changes: Any) -> Settings:
+        sections: dict[str, Any] = {
+            "data_dir": self.directory,
+            "his": {"adapter": "demo", "url": self.his_url},
+            "ledger": {"database_url": self.ledger_url},
+            "signer": {"source": "file", "key_file": self.pki.pkcs12, "passphrase": self.pki.passphrase},
+            "destinations": {"bhxh": {"base_url": self.simulator.url, "rate_per_s": 1e6, "timeout_s": 30.0}},
+            "delivery": {"batch_size": 50},
+            "logging": {"level": self.log_level, "format": "json"},
+            "metrics": {"enabled": False, "worker_port": 0},
+        }
+        sections.update(changes)
+        return Settings(**sections)
+
+    def pipeline(self) -> Pipeline:
+        from worker.bootstrap import build_pipeline
+
+        pipeline = build_pipeline(self.settings)
+        migrate.upgrade(pipeline.engine)
+        return pipeline
+
+    def reset(self, pipeline: Pipeline) -> None:
+        """A fresh start for the next repeat: empty ledger, simulator record and counters cleared."""
+        names = [table.name for table in reversed(ledger_metadata.sorted_tables)]
+        with pipeline.engine.begin() as conn:
+            if pipeline.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE")
+            else:
+                for name in names:
+                    conn.execute(sa.text(f"DELETE FROM {name}"))
+        self.reset_simulator()
+
+    def reset_simulator(self) -> None:
+        httpx.post(f"{self.simulator.url}/_sim/reset", timeout=10).raise_for_status()
+
+    def simulator_stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.simulator.url}/_sim/stats", timeout=10).json())
+
+    @property
+    def simulator_pid(self) -> int:
+        return int(self.simulator.process.pid)
