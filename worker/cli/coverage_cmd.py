@@ -57,6 +57,8 @@ def coverage(
     """Compare the HIS's completed encounters with the ledger. Exit 3 when a gap is past its deadline."""
     if ctx.invoked_subcommand is not None:
         return
+    if output not in ("table", "csv", "json", "html"):
+        raise CliError(f"unknown format {output!r}: table, csv, json or html")
     cfg = settings(ctx)
     pipeline = build_pipeline(cfg)
     if not migrate.is_up_to_date(pipeline.engine):
@@ -71,8 +73,6 @@ def coverage(
     else:
         text = {"csv": render.to_csv, "json": render.to_json}.get(output)
         rendered = text(report) if text else render.to_html(report, facility=cfg.payload.facility_code)
-        if output not in ("csv", "json", "html"):
-            raise CliError(f"unknown format {output!r}: table, csv, json or html")
         if out:
             out.write_text(rendered, encoding="utf-8")
             console.print(f"wrote {out}")
@@ -122,9 +122,15 @@ def backfill_command(
     process_here: Annotated[
         bool, typer.Option("--process-here", help="Build/sign/send in this process (no worker needed).")
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(help="--process-here: seconds to wait for retries and for leases of a stopped run."),
+    ] = 900.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (cron).")] = False,
 ) -> None:
-    """Register every completed encounter since a date and enqueue what is not accepted. Resumable."""
+    """Register every completed encounter since a date and hand over what is not accepted. Resumable.
+
+    Exit 4 when --process-here gives up with versions still active (retries or leases outlast --wait)."""
     cfg = settings(ctx)
     pipeline = build_pipeline(cfg)
     if not migrate.is_up_to_date(pipeline.engine):
@@ -133,22 +139,26 @@ def backfill_command(
     end = (until.date() if until else _today()) + timedelta(days=1)
     first = backfill_service.resume_day(pipeline, start) if not dry_run else start
     total_days = max((end - first).days, 0)
-    totals = {"days": 0, "seen": 0, "opened": 0, "hidden": 0}
+    totals = {"days": 0, "seen": 0, "opened": 0, "pending": 0, "hidden": 0}
     pace = 1.0 / rate if rate > 0 else 0.0
     enqueue = None
     if not process_here and not dry_run:
         from worker.tasks import process_batch  # noqa: PLC0415  # only a real backfill talks to the broker
 
         enqueue = process_batch
+    # Versions already waiting in the broker are the workers' business; --process-here takes any unleased one.
+    in_broker = None if process_here else timedelta(seconds=cfg.delivery.stuck_after_s)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[stats]}"), console=console, disable=quiet, transient=False) as bar:  # fmt: skip
         task = bar.add_task(f"backfill from {first}", total=total_days, stats="")
-        for done in backfill_service.backfill_days(pipeline, since=start, until=end, dry_run=dry_run):
+        for done in backfill_service.backfill_days(pipeline, since=start, until=end, dry_run=dry_run,
+                                                   waiting_in_broker=in_broker):  # fmt: skip
             totals["days"] += 1
             totals["seen"] += done.seen
             totals["opened"] += len(done.opened)
+            totals["pending"] += len(done.pending)
             totals["hidden"] += done.hidden
-            for batch in chunked(done.opened, cfg.delivery.batch_size):
+            for batch in chunked([*done.opened, *done.pending], cfg.delivery.batch_size):
                 if process_here:
                     delivery.process_versions(pipeline, batch, owner="backfill")
                 elif enqueue is not None:
@@ -156,12 +166,25 @@ def backfill_command(
                         repo.mark_enqueued(conn, batch)
                     enqueue.apply_async((batch,), queue="backfill")
                     time.sleep(pace * len(batch))
-            bar.update(task, advance=1, stats=f"seen {totals['seen']} · queued {totals['opened']}")
+            bar.update(
+                task,
+                advance=1,
+                stats=f"seen {totals['seen']} · queued {totals['opened'] + totals['pending']}",
+            )
+    left = 0
+    if process_here and not dry_run:
+        left = backfill_service.finish_here(pipeline, backfill_service.local_midnight(start),
+                                            backfill_service.local_midnight(end), owner="backfill", wait_s=wait)  # fmt: skip
     pipeline.close()
     if not quiet:
         verb = "would register" if dry_run else "registered"
         console.print(f"backfill {verb}: {totals['days']} day(s), {totals['seen']} completed encounter(s), "
-                      f"{totals['opened']} version(s) opened, {totals['hidden']} hidden")  # fmt: skip
+                      f"{totals['opened']} version(s) opened, {totals['pending']} earlier version(s) handed over, "
+                      f"{totals['hidden']} hidden")  # fmt: skip
+    if left:
+        console.print(f"{left} version(s) still active after waiting {wait:.0f} s: run the workers, or run the "
+                      "backfill again")  # fmt: skip
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 def register(app: typer.Typer) -> None:
