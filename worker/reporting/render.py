@@ -6,11 +6,14 @@ import csv
 import html
 import io
 import json
+from collections import Counter
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from worker.domain.values import VIETNAM_TZ
 from worker.reporting.coverage import COLUMNS, CoverageReport, Gap
 
 
@@ -65,8 +68,15 @@ def to_csv(report: CoverageReport) -> str:
     return out.getvalue()
 
 
+def _deadline_flag(gap: Gap) -> str:
+    if gap.claim_breached:
+        return "CLAIM LIMIT PASSED"
+    return "target passed" if gap.target_breached else ""
+
+
 def print_table(report: CoverageReport, console: Console, *, max_gaps: int = 200) -> None:
-    table = Table(title=f"Coverage {report.start} → {report.end} (by {report.group_by.value})")
+    last_day = report.end - timedelta(days=1)
+    table = Table(title=f"Coverage {report.start} → {last_day} (by {report.group_by.value})")
     table.add_column(report.group_by.value)
     for column in COLUMNS:
         table.add_column(column, justify="right")
@@ -79,92 +89,217 @@ def print_table(report: CoverageReport, console: Console, *, max_gaps: int = 200
         "[bold]total[/]", *(f"[bold]{totals[c]}[/]" for c in COLUMNS), f"[bold]{report.ratio:.2%}[/]"
     )
     console.print(table)
-    if report.gaps:
+    if report.gaps and max_gaps > 0:
         gaps = Table(title=f"Not accepted: {len(report.gaps)}")
         gaps.add_column("MA_LK", no_wrap=True, min_width=15)
         gaps.add_column("completed", no_wrap=True, min_width=10)
         gaps.add_column("state", no_wrap=True, min_width=11)
         gaps.add_column("age h", justify="right", no_wrap=True, min_width=5)
+        gaps.add_column("deadline", no_wrap=True)
         gaps.add_column("reason", overflow="fold", ratio=1)
         for gap in report.gaps[:max_gaps]:
-            deadline = (
-                "CLAIM LIMIT PASSED"
-                if gap.claim_breached
-                else ("target passed" if gap.target_breached else "")
-            )
-            gaps.add_row(gap.ma_lk, gap.completed_at.strftime("%Y-%m-%d %H:%M"), gap.state, gap.reason,
-                         f"{gap.age_hours:.0f}", deadline)  # fmt: skip
+            gaps.add_row(gap.ma_lk, _local(gap.completed_at).strftime("%Y-%m-%d %H:%M"), gap.state,
+                         f"{gap.age_hours:.0f}", _deadline_flag(gap), gap.reason)  # fmt: skip
         console.print(gaps)
-        if report.claim_breaches:
-            console.print(f"! = past the claim deadline ({len(report.claim_breaches)} encounter(s))")
         if len(report.gaps) > max_gaps:
             console.print(f"… {len(report.gaps) - max_gaps} more (use --format csv for all)")
+    elif report.gaps:
+        console.print(f"Not accepted: {len(report.gaps)} (use `vneid-sync coverage` to list them)")
+    if report.claim_breaches:
+        console.print(
+            f"CLAIM LIMIT PASSED: {len(report.claim_breaches)} encounter(s) past the claim deadline"
+        )
+
+
+#: Vietnamese (English) words for what a hospital director reads.
+_STATE_LABELS = {
+    "quarantined": "Lỗi dữ liệu, cần sửa trên HIS (failed validation)",
+    "rejected": "Cổng BHXH từ chối (rejected by the gateway)",
+    "dead": "Gửi lỗi nhiều lần (retries exhausted)",
+    "hidden": "HIS không còn hiển thị (no longer completed in the HIS)",
+    "missing": "Chưa được ghi nhận (never discovered)",
+    "discovered": "Đang xử lý (in progress)",
+    "built": "Đang xử lý (in progress)",
+    "signed": "Đang gửi (being sent)",
+    "submitted": "Đang gửi lại (retrying)",
+}
+_COLUMN_LABELS = {
+    "completed": "Hoàn thành<br>completed",
+    "accepted": "Đã tiếp nhận<br>accepted",
+    "pending": "Đang gửi<br>pending",
+    "rejected": "Bị từ chối<br>rejected",
+    "quarantined": "Lỗi dữ liệu<br>quarantined",
+    "dead": "Gửi lỗi<br>dead",
+    "hidden": "Đã ẩn<br>hidden",
+    "missing": "Chưa ghi nhận<br>missing",
+}
+_GROUP_LABELS = {
+    "day": "ngày / day",
+    "department": "khoa / department",
+    "visit-type": "loại KCB / visit type",
+    "insurance": "đối tượng / insurance",
+    "visit-type-insurance": "loại KCB × BHYT / visit type × insurance",
+}
+#: Up to this many days the chart shows one bar per day; longer ranges one bar per month.
+_DAILY_BARS_UP_TO = 62
+
+
+def _local(value: datetime) -> datetime:
+    return value.astimezone(VIETNAM_TZ) if value.tzinfo else value
+
+
+def _vn_date(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio:.2%}".replace(".", ",")
+
+
+def _age(hours: float) -> str:
+    return f"{hours:.0f} giờ" if hours < 48 else f"{hours / 24:.0f} ngày"
+
+
+def _chart_bars(report: CoverageReport) -> tuple[str, list[tuple[str, str, Counter[str]]]]:
+    """(unit, bars): one bar per day for short ranges, per month otherwise (a year of daily bars is noise).
+    Each bar is (label, tooltip period, counts)."""
+    days = sorted(report.daily)
+    if len(days) <= _DAILY_BARS_UP_TO:
+        return "ngày / day", [(day[8:10] + "/" + day[5:7], day, report.daily[day]) for day in days]
+    months: dict[str, Counter[str]] = {}
+    for day in days:
+        months.setdefault(day[:7], Counter()).update(report.daily[day])
+    several_years = len({month[:4] for month in months}) > 1
+    bars = []
+    for month, counts in months.items():
+        label = f"T{int(month[5:7])}" + (f"/{month[2:4]}" if several_years else "")
+        bars.append((label, month, counts))
+    return "tháng / month", bars
 
 
 def _chart_svg(report: CoverageReport, width: int = 900, height: int = 220) -> str:
-    days = sorted(report.daily)
-    if not days:
-        return '<svg id="daily-chart" width="900" height="40"><text x="10" y="25">No visits</text></svg>'
-    peak = max(1, *(report.daily[d]["completed"] for d in days))
-    step = width / len(days)
-    bar = max(step * 0.8, 1.0)
-    parts = [f'<svg id="daily-chart" role="img" aria-label="completed vs accepted per day" '
-             f'width="{width}" height="{height + 30}" viewBox="0 0 {width} {height + 30}">']  # fmt: skip
-    for index, day in enumerate(days):
-        counts = report.daily[day]
-        x = index * step
-        completed_h = counts["completed"] / peak * height
-        accepted_h = counts["accepted"] / peak * height
-        parts.append(f'<rect class="completed" x="{x:.1f}" y="{height - completed_h:.1f}" width="{bar:.1f}" '
-                     f'height="{completed_h:.1f}"><title>{day}: {counts["completed"]} completed</title></rect>')  # fmt: skip
-        parts.append(f'<rect class="accepted" x="{x:.1f}" y="{height - accepted_h:.1f}" width="{bar:.1f}" '
-                     f'height="{accepted_h:.1f}"><title>{day}: {counts["accepted"]} accepted</title></rect>')  # fmt: skip
-    parts.append(f'<text x="0" y="{height + 20}">{days[0]}</text>')
-    parts.append(f'<text x="{width}" y="{height + 20}" text-anchor="end">{days[-1]}</text>')
+    unit, bars = _chart_bars(report)
+    if not bars:
+        return (
+            '<svg id="daily-chart" width="900" height="40"><text x="10" y="25">Không có dữ liệu</text></svg>'
+        )
+    left, bottom, top = 44, 28, 10
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    peak = max(1, *(counts["completed"] for _, _, counts in bars))
+    step = plot_w / len(bars)
+    bar_w = max(min(step * 0.75, 48.0), 1.0)
+    every = max(1, -(-len(bars) // 16))  # at most ~16 x labels
+    parts = [f'<svg id="daily-chart" data-unit="{unit}" role="img" '
+             f'aria-label="Hoàn thành và đã tiếp nhận theo {unit}" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}">']  # fmt: skip
+    for fraction in (0.0, 0.5, 1.0):
+        y = top + plot_h - fraction * plot_h
+        parts.append(f'<line class="grid" x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                     f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                     f"{round(peak * fraction)}</text>")  # fmt: skip
+    for index, (label, period, counts) in enumerate(bars):
+        x = left + index * step + (step - bar_w) / 2
+        accepted, completed = counts["accepted"], counts["completed"]
+        accepted_h = accepted / peak * plot_h
+        open_h = max(completed - accepted, 0) / peak * plot_h
+        base = top + plot_h
+        tooltip = f"{period}: {completed} hoàn thành / completed, {accepted} đã tiếp nhận / accepted"
+        parts.append(f'<g class="bar" data-period="{period}" data-completed="{completed}" '
+                     f'data-accepted="{accepted}"><title>{html.escape(tooltip)}</title>'
+                     f'<rect class="accepted" x="{x:.1f}" y="{base - accepted_h:.1f}" width="{bar_w:.1f}" '
+                     f'height="{accepted_h:.1f}"/>'
+                     f'<rect class="open" x="{x:.1f}" y="{base - accepted_h - open_h:.1f}" width="{bar_w:.1f}" '
+                     f'height="{open_h:.1f}"/></g>')  # fmt: skip
+        if index % every == 0:
+            parts.append(f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{height - 8}" text-anchor="middle">'
+                         f"{html.escape(label)}</text>")  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
 
 
+def _verdict(report: CoverageReport) -> tuple[str, str]:
+    """(css class, sentence): the one line a director reads first."""
+    gaps, breaches = len(report.gaps), len(report.claim_breaches)
+    if not gaps:
+        return "ok", "ĐẠT — mọi lượt khám đã hoàn thành đều đã được cổng BHXH tiếp nhận."
+    sentence = f"CHƯA ĐẠT — {gaps} lượt khám chưa được cổng BHXH tiếp nhận"
+    if breaches:
+        return "bad", f"{sentence}, trong đó {breaches} đã quá hạn gửi hồ sơ (TT 48). Xem danh sách bên dưới."
+    return "warn", f"{sentence} (chưa quá hạn). Xem danh sách bên dưới."
+
+
 def to_html(report: CoverageReport, *, facility: str) -> str:
+    """One self-contained page: verdict, key figures, what needs action, the trend, then the detail table."""
     totals = report.totals
     esc = html.escape
-    status = "ok" if not report.claim_breaches and report.ratio >= 1 else "bad"
+    verdict_class, verdict = _verdict(report)
+    unit, _ = _chart_bars(report)
+    last_day = report.end - timedelta(days=1)
+    generated = _local(report.generated_at)
+    group_label = _GROUP_LABELS.get(report.group_by.value, report.group_by.value)
     rows = "".join(
-        f"<tr><td>{esc(key)}</td>" + "".join(f"<td>{counts[c]}</td>" for c in COLUMNS) + "</tr>"
+        f"<tr><td>{esc(key)}</td>"
+        + "".join(f"<td>{counts[c]}</td>" for c in COLUMNS)
+        + f"<td>{_percent(counts['accepted'] / counts['completed'] if counts['completed'] else 1.0)}</td></tr>"
         for key, counts in sorted(report.buckets.items())
     )
+    rows += (
+        "<tr class=total><td>Tổng / total</td>"
+        + "".join(f"<td>{totals[c]}</td>" for c in COLUMNS)
+        + f"<td>{_percent(report.ratio)}</td></tr>"
+    )
     gap_rows = "".join(
-        f'<tr class="{"breach" if g.claim_breached else ""}"><td>{esc(g.ma_lk)}</td>'
-        f"<td>{g.completed_at:%Y-%m-%d %H:%M}</td><td>{esc(g.state)}</td><td>{esc(g.reason)}</td>"
-        f"<td>{g.age_hours:.1f}</td><td>{'yes' if g.claim_breached else ''}</td></tr>"
+        f'<tr class="{"breach" if g.claim_breached else ""}"><td class="n">{esc(g.ma_lk)}</td>'
+        f'<td class="n">{_local(g.completed_at):%d/%m/%Y %H:%M}</td>'
+        f'<td title="{esc(g.state)}">{esc(_STATE_LABELS.get(g.state, g.state))}</td><td>{esc(g.reason)}</td>'
+        f'<td class="n">{_age(g.age_hours)}</td><td class="n">{"Quá hạn" if g.claim_breached else ""}</td></tr>'
         for g in report.gaps
     )
-    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    if not report.gaps:
+        gap_rows = '<tr><td colspan="6">Không có / none</td></tr>'
+    head = "".join(f"<th>{_COLUMN_LABELS[c]}</th>" for c in COLUMNS)
+    many = len(report.buckets) > 31
+    breaches = len(report.claim_breaches)
     return f"""<!doctype html>
 <html lang="vi"><head><meta charset="utf-8">
 <title>Báo cáo liên thông Sổ SKĐT — {esc(facility)}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} h1{{font-size:1.4em}}
-.kpi{{display:inline-block;margin-right:2em;font-size:1.1em}} .kpi b{{font-size:1.8em;display:block}}
-.ok b{{color:#1a7f37}} .bad b{{color:#c62828}}
-table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
-td:first-child,th:first-child{{text-align:left}} tr.breach{{background:#fde7e7}}
-rect.completed{{fill:#cfd8dc}} rect.accepted{{fill:#2e7d32}} .legend span{{margin-right:1.5em}}
+body{{font-family:system-ui,"Noto Sans","DejaVu Sans",sans-serif;margin:1.5em 2em;color:#222;max-width:1100px}}
+h1{{font-size:1.45em;margin:0 0 .2em}} h2{{font-size:1.15em;margin:1.4em 0 .4em}} .sub{{color:#555;margin:0}}
+.verdict{{font-size:1.25em;font-weight:600;padding:.7em 1em;border-radius:6px;margin:1em 0}}
+.verdict.ok{{background:#e6f4ea;color:#1a7f37}} .verdict.warn{{background:#fff4e5;color:#9a5b00}}
+.verdict.bad{{background:#fde7e7;color:#b71c1c}}
+.kpis{{display:flex;gap:1em;flex-wrap:wrap}}
+.kpi{{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;min-width:10em}}
+.kpi b{{font-size:2em;display:block}} .kpi small{{color:#666}}
+.ok b{{color:#1a7f37}} .bad b{{color:#c62828}} .warn b{{color:#9a5b00}}
+table{{border-collapse:collapse;margin:.5em 0}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
+th{{background:#f3f5f7;font-weight:600}} td:first-child,th:first-child{{text-align:left}}
+#gap-table td,#gap-table th{{text-align:left}} #gap-table td.n{{white-space:nowrap}} tr.breach{{background:#fde7e7}} tr.total td{{font-weight:600}}
+rect.accepted{{fill:#2e7d32}} rect.open{{fill:#e53935}} line.grid{{stroke:#e0e0e0}} text.axis{{font-size:11px;fill:#555}}
+.legend span{{margin-right:1.5em}} .sw{{display:inline-block;width:.9em;height:.9em;vertical-align:-.1em;margin-right:.3em}}
 </style></head><body>
 <h1>Liên thông dữ liệu khám chữa bệnh lên Sổ sức khỏe điện tử — cơ sở {esc(facility)}</h1>
-<p>Kỳ báo cáo / period: {report.start} → {report.end} (exclusive) · tạo lúc / generated {report.generated_at:%Y-%m-%d %H:%M} UTC</p>
-<div class="kpi {status}" id="coverage-ratio">Tỷ lệ đã liên thông / coverage<b>{report.ratio:.2%}</b></div>
-<div class="kpi">Hoàn thành / completed<b>{totals["completed"]}</b></div>
-<div class="kpi">Đã tiếp nhận / accepted<b>{totals["accepted"]}</b></div>
-<div class="kpi {"bad" if report.gaps else "ok"}">Chưa liên thông / gaps<b>{len(report.gaps)}</b></div>
-<div class="kpi {"bad" if report.claim_breaches else "ok"}">Quá hạn / past deadline<b>{len(report.claim_breaches)}</b></div>
-<h2>Theo ngày / per day</h2>
-<div class="legend"><span style="color:#90a4ae">■ completed</span><span style="color:#2e7d32">■ accepted</span></div>
+<p class="sub">Kỳ báo cáo / period: {_vn_date(report.start)} – {_vn_date(last_day)} ·
+lập lúc / generated {generated:%d/%m/%Y %H:%M} (giờ Việt Nam)</p>
+<div class="verdict {verdict_class}" id="verdict">{esc(verdict)}</div>
+<div class="kpis">
+<div class="kpi {"ok" if not report.gaps else "bad"}" id="coverage-ratio">Tỷ lệ đã liên thông<b>{_percent(report.ratio)}</b><small>coverage</small></div>
+<div class="kpi">Lượt khám hoàn thành<b>{totals["completed"]}</b><small>completed visits</small></div>
+<div class="kpi">Đã được tiếp nhận<b>{totals["accepted"]}</b><small>accepted by the gateway</small></div>
+<div class="kpi {"bad" if report.gaps else "ok"}">Chưa tiếp nhận<b>{len(report.gaps)}</b><small>not accepted</small></div>
+<div class="kpi {"bad" if breaches else "ok"}">Quá hạn (TT 48)<b>{breaches}</b><small>past the claim deadline</small></div>
+</div>
+<h2>Lượt khám chưa được tiếp nhận — cần xử lý / not accepted: action needed</h2>
+<table id="gap-table"><thead><tr><th>Mã lượt khám (MA_LK)</th><th>Hoàn thành lúc</th><th>Tình trạng</th>
+<th>Lý do (quy tắc) / reason</th><th>Đã chờ / age</th><th>Quá hạn TT 48</th></tr></thead><tbody>{gap_rows}</tbody></table>
+<h2>Theo {unit}: hoàn thành và đã tiếp nhận</h2>
+<div class="legend"><span><i class="sw" style="background:#2e7d32"></i>Đã tiếp nhận / accepted</span>
+<span><i class="sw" style="background:#e53935"></i>Chưa tiếp nhận / not accepted</span></div>
 {_chart_svg(report)}
-<h2>Theo {esc(report.group_by.value)}</h2>
-<table id="buckets"><thead><tr><th>{esc(report.group_by.value)}</th>{head}</tr></thead><tbody>{rows}</tbody></table>
-<h2>Hồ sơ chưa được tiếp nhận / not accepted</h2>
-<table id="gap-table"><thead><tr><th>MA_LK</th><th>completed</th><th>state</th><th>reason</th><th>age (h)</th>
-<th>past claim deadline</th></tr></thead><tbody>{gap_rows}</tbody></table>
+<h2>Chi tiết theo {esc(group_label)}</h2>
+<details{"" if many else " open"}><summary>{len(report.buckets)} dòng / rows</summary>
+<table id="buckets"><thead><tr><th>{esc(group_label[:1].upper() + group_label[1:])}</th>{head}<th>Tỷ lệ<br>coverage</th></tr></thead>
+<tbody>{rows}</tbody></table></details>
 </body></html>
 """
