@@ -163,6 +163,8 @@ class DemoStack:
         described = ", ".join(f"{k}={v}" for k, v in self.plan.faults.items() if k != "seed") or "none"
         self.progress(f"gateway simulator on {self.simulator.url} (faults: {described})")
         self.config = self._write_config(token)
+        previous = os.environ.get("VNEID_CONFIG")
+        self._stack.callback(_restore_env, "VNEID_CONFIG", previous)
         os.environ["VNEID_CONFIG"] = str(self.config)
         self.settings = load_settings(self.config)
         self.until = datetime.now(VIETNAM_TZ).date()
@@ -355,6 +357,13 @@ class DemoStack:
             bad_expected=self.seeded.bad,
             elapsed_s=time.monotonic() - self.started,
         )
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _children(pid: int) -> list[int]:
