@@ -10,6 +10,9 @@ import pytest
 
 from worker.demo import DemoPlan, DemoStack
 
+#: VNEID_CONFIG as the session found it: e2e stacks must leave it so.
+INITIAL_VNEID_CONFIG = os.environ.get("VNEID_CONFIG")
+
 
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., DemoStack]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from tests.e2e.conftest import INITIAL_VNEID_CONFIG
+
 
 def test_demo_stacks_restore_the_environment() -> None:
-    assert "VNEID_CONFIG" not in os.environ
+    assert os.environ.get("VNEID_CONFIG") == INITIAL_VNEID_CONFIG
