@@ -89,6 +89,8 @@ def half_year_report(
     output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """The six-monthly counts for cdc.kcb.vn (QĐ 2733): visits and linked visits by visit type × BHYT."""
+    if output not in ("table", "csv", "json"):
+        raise CliError(f"unknown format {output!r}: table, csv or json")
     try:
         year, part = int(half[:4]), half[4:].upper()
         if part not in ("H1", "H2"):
@@ -104,9 +106,9 @@ def half_year_report(
                      calendar=DeadlineCalendar(cfg.deadlines), now=datetime.now(UTC))  # fmt: skip
     pipeline.close()
     if output == "table":
-        render.print_table(report, console, max_gaps=0)
+        render.print_half_year(report, console)
     else:
-        typer.echo(render.to_csv(report) if output == "csv" else render.to_json(report))
+        typer.echo(render.half_year_csv(report) if output == "csv" else render.half_year_json(report))
 
 
 def backfill_command(

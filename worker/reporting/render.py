@@ -68,6 +68,62 @@ def to_csv(report: CoverageReport) -> str:
     return out.getvalue()
 
 
+#: QĐ 2733 six-monthly report: per visit type, visits and linked (accepted) visits, BHYT and non-BHYT.
+HALF_YEAR_COLUMNS = ("visit_type", "bhyt_visits", "bhyt_linked", "non_bhyt_visits", "non_bhyt_linked", "visits",
+                     "linked")  # fmt: skip
+
+
+def half_year_rows(report: CoverageReport) -> list[dict[str, Any]]:
+    """The cross table of a ``visit-type-insurance`` report, one row per visit type and a TOTAL row. ``visits``
+    and ``linked`` also count visits whose insurance is unknown."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, counts in report.buckets.items():
+        visit_type, _, insurance = key.partition(" / ")
+        row = rows.setdefault(visit_type, dict.fromkeys(HALF_YEAR_COLUMNS, 0) | {"visit_type": visit_type})
+        prefix = {"BHYT": "bhyt_", "non-BHYT": "non_bhyt_"}.get(insurance)
+        if prefix:
+            row[prefix + "visits"] += counts["completed"]
+            row[prefix + "linked"] += counts["accepted"]
+        row["visits"] += counts["completed"]
+        row["linked"] += counts["accepted"]
+    ordered = [rows[key] for key in sorted(rows)]
+    total = dict.fromkeys(HALF_YEAR_COLUMNS, 0) | {"visit_type": "TOTAL"}
+    for row in ordered:
+        for column in HALF_YEAR_COLUMNS[1:]:
+            total[column] += row[column]
+    return [*ordered, total]
+
+
+def half_year_json(report: CoverageReport) -> str:
+    data = json.loads(to_json(report))
+    data["rows"] = half_year_rows(report)
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def half_year_csv(report: CoverageReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HALF_YEAR_COLUMNS)
+    for row in half_year_rows(report):
+        writer.writerow([row[column] for column in HALF_YEAR_COLUMNS])
+    return out.getvalue()
+
+
+def print_half_year(report: CoverageReport, console: Console) -> None:
+    last_day = report.end - timedelta(days=1)
+    table = Table(title=f"QĐ 2733 six-monthly counts {report.start} → {last_day}: visits and linked visits")
+    for header in ("MA_LOAI_KCB", "BHYT visits", "BHYT linked", "non-BHYT visits", "non-BHYT linked",
+                   "visits", "linked", "linked %"):  # fmt: skip
+        table.add_column(header, justify="left" if header == "MA_LOAI_KCB" else "right")
+    for row in half_year_rows(report):
+        ratio = row["linked"] / row["visits"] if row["visits"] else 1.0
+        cells = [str(row[column]) for column in HALF_YEAR_COLUMNS] + [f"{ratio:.2%}"]
+        table.add_row(*(f"[bold]{cell}[/]" for cell in cells) if row["visit_type"] == "TOTAL" else cells)
+    console.print(table)
+    if report.gaps:
+        console.print(f"Not accepted: {len(report.gaps)} (use `vneid-sync coverage` to list them)")
+
+
 def _deadline_flag(gap: Gap) -> str:
     if gap.claim_breached:
         return "CLAIM LIMIT PASSED"

@@ -190,6 +190,18 @@ def test_half_year_report_table_lists_visit_type_by_insurance(world: World) -> N
                 for vt in visit_type} == {vt: counts[column] for vt, counts in visit_type.items()}  # fmt: skip
         assert {ins: sum(c[column] for k, c in report["buckets"].items() if k.split(" / ")[1] == ins)
                 for ins in insurance} == {ins: counts[column] for ins, counts in insurance.items()}  # fmt: skip
+    rows = {row["visit_type"]: row for row in report["rows"]}
+    assert set(rows) == {*visit_type, "TOTAL"}
+    for vt, counts in visit_type.items():
+        assert (rows[vt]["visits"], rows[vt]["linked"]) == (counts["completed"], counts["accepted"])
+    assert (rows["TOTAL"]["bhyt_visits"], rows["TOTAL"]["bhyt_linked"]) == (
+        insurance["BHYT"]["completed"], insurance["BHYT"]["accepted"])  # fmt: skip
+    assert (rows["TOTAL"]["non_bhyt_visits"], rows["TOTAL"]["non_bhyt_linked"]) == (
+        insurance["non-BHYT"]["completed"], insurance["non-BHYT"]["accepted"])  # fmt: skip
+    table = _invoke(["--config", str(world.config), "coverage", "report", "--half", "2026H1"])
+    assert table.exit_code == 0
+    total = next(line for line in table.stdout.splitlines() if "TOTAL" in line)
+    assert total.split("│")[6].strip() == str(rows["TOTAL"]["visits"])
     bad = _invoke(["--config", str(world.config), "coverage", "report", "--half", "2026H3"])
     assert bad.exit_code != 0
     assert "--half must look like 2026H1" in str(bad.exception)

@@ -171,3 +171,46 @@ def test_html_escapes_facility_and_bucket_names() -> None:
     assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;" in text
     assert "A&amp;B &lt;x&gt;" in text
+
+
+def _half_year() -> CoverageReport:
+    result = CoverageReport(start=date(2026, 7, 1), end=date(2027, 1, 1), group_by=GroupBy.VISIT_TYPE_INSURANCE,
+                            generated_at=NOW)  # fmt: skip
+    result.buckets = {
+        "01 / BHYT": Counter(completed=10, accepted=9, quarantined=1),
+        "01 / non-BHYT": Counter(completed=4, accepted=4),
+        "03 / BHYT": Counter(completed=3, accepted=2, pending=1),
+        "03 / (unknown)": Counter(completed=1, accepted=1),
+    }
+    return result
+
+
+def test_half_year_rows_cross_visit_type_with_insurance() -> None:
+    rows = render.half_year_rows(_half_year())
+    assert rows == [
+        {"visit_type": "01", "bhyt_visits": 10, "bhyt_linked": 9, "non_bhyt_visits": 4, "non_bhyt_linked": 4,
+         "visits": 14, "linked": 13},
+        {"visit_type": "03", "bhyt_visits": 3, "bhyt_linked": 2, "non_bhyt_visits": 0, "non_bhyt_linked": 0,
+         "visits": 4, "linked": 3},
+        {"visit_type": "TOTAL", "bhyt_visits": 13, "bhyt_linked": 11, "non_bhyt_visits": 4, "non_bhyt_linked": 4,
+         "visits": 18, "linked": 16},
+    ]  # fmt: skip
+    assert list(csv.reader(io.StringIO(render.half_year_csv(_half_year())))) == [
+        list(render.HALF_YEAR_COLUMNS),
+        ["01", "10", "9", "4", "4", "14", "13"],
+        ["03", "3", "2", "0", "0", "4", "3"],
+        ["TOTAL", "13", "11", "4", "4", "18", "16"],
+    ]
+    data = json.loads(render.half_year_json(_half_year()))
+    assert data["rows"] == rows
+    assert data["buckets"]["03 / (unknown)"]["completed"] == 1
+
+
+def test_half_year_table_shows_the_cross_table_and_a_total() -> None:
+    console = Console(record=True, width=200)
+    render.print_half_year(_half_year(), console)
+    lines = console.export_text().splitlines()
+    assert "QĐ 2733 six-monthly counts 2026-07-01 → 2026-12-31" in lines[0]
+    total = next(line for line in lines if "TOTAL" in line)
+    assert [cell.strip() for cell in total.strip("│ ").split("│")] == ["TOTAL", "13", "11", "4", "4", "18", "16",
+                                                                      "88.89%"]  # fmt: skip
