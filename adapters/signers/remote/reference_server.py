@@ -48,6 +48,10 @@ class ServerStats:
             setattr(self, name, getattr(self, name) + 1)
 
 
+#: A too-large body up to this size is read and dropped instead of closing the connection under the client.
+_DRAIN_LIMIT = 1024 * 1024
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -110,8 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > protocol.MAX_REQUEST_BYTES:
-            self.close_connection = True  # the unread body would desynchronise the connection
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body missing or too large")
+            if 0 <= length <= _DRAIN_LIMIT:
+                self.rfile.read(length)  # drained: the connection stays usable for the client's next request
+            else:
+                # Closing with unread data makes the kernel reset the connection: say so before closing.
+                self.close_connection = True
+            extra = {"Connection": "close"} if self.close_connection else None
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body missing or too large", extra=extra)
             return None
         return self.rfile.read(length)
 
