@@ -423,3 +423,17 @@ def test_half_year_report_counts_visits_and_linked_by_visit_type_and_insurance(w
         f"{visit_type} / {insurance}": count for (visit_type, insurance), count in linked.items()
     }
     assert report["totals"]["completed"] == len(his_rows)
+    # The QĐ 2733 cross table: per visit type, visits and linked visits for BHYT and non-BHYT patients.
+    rows = {row["visit_type"]: row for row in report["rows"]}
+    assert set(rows) == {visit_type for visit_type, _ in visits} | {"TOTAL"}
+    for visit_type, row in rows.items():
+        if visit_type == "TOTAL":
+            continue
+        assert row == {
+            "visit_type": visit_type,
+            "bhyt_visits": visits[(visit_type, "BHYT")], "bhyt_linked": linked[(visit_type, "BHYT")],
+            "non_bhyt_visits": visits[(visit_type, "non-BHYT")], "non_bhyt_linked": linked[(visit_type, "non-BHYT")],
+            "visits": visits[(visit_type, "BHYT")] + visits[(visit_type, "non-BHYT")],
+            "linked": linked[(visit_type, "BHYT")] + linked[(visit_type, "non-BHYT")],
+        }  # fmt: skip
+    assert (rows["TOTAL"]["visits"], rows["TOTAL"]["linked"]) == (len(his_rows), sum(linked.values()))
