@@ -158,7 +158,6 @@ class DeadlineSettings(Section):
     claim_working_days: int = Field(7, ge=1, description="TT 48 Đ7: payment request within N working days.")
     display_hours: float = Field(24.0, gt=0, description="VNeID display deadline (BHXH's duty).")
     holidays_file: Path | None = Field(None, description="One ISO date per line: non-working days.")
-    workday_end: time = Field(time(17, 0), description="End of the working day (local time).")
 
 
 class LoggingSettings(Section):

@@ -134,6 +134,5 @@ def test_types_and_defaults_are_rendered_for_readers() -> None:
     assert by_key["his.url"].type_name == "string (optional)"
     assert by_key["his.url"].default == "not set"
     assert by_key["payload.non_bhyt_tables"].default == '`["XML1", "XML2", "XML3", "XML4", "XML8"]`'
-    assert by_key["deadlines.workday_end"].default == '`"17:00:00"`'
     assert by_key["destinations.<name>.password"].default == "a demo value"  # never the value itself
     assert by_key["destinations.<name>.password"].file_env_var == "VNEID_DESTINATIONS__<NAME>__PASSWORD_FILE"
