@@ -105,9 +105,12 @@ class SignxmlSigner:
         self._etree = etree
         self._key = key
         self._certificate = certificate_pem
-        self._signer = XMLSigner(method=methods.enveloped, signature_algorithm="rsa-sha256",
-                                 digest_algorithm="sha256",
-                                 c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0)  # fmt: skip
+        self._signer = XMLSigner(
+            method=methods.enveloped,
+            signature_algorithm="rsa-sha256",
+            digest_algorithm="sha256",
+            c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
+        )
 
     def sign(self, document: bytes) -> bytes:
         signed = self._signer.sign(self._etree.fromstring(document), key=self._key, cert=self._certificate)
@@ -133,21 +136,33 @@ def comparator_signer(stack: BenchStack, probe: bytes) -> tuple[XmlsecSigner | S
 
 _naive_metadata = sa.MetaData()
 naive_records = sa.Table(
-    "bench_naive_records", _naive_metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("ma_lk", sa.String(100), nullable=False), sa.Column("his_key", sa.String(200), nullable=False),
-    sa.Column("state", sa.String(20), nullable=False), sa.Column("content_hash", sa.String(64)),
-    sa.Column("signed_sha256", sa.String(64)), sa.Column("ma_ket_qua", sa.String(20)),
-    sa.Column("ma_giao_dich", sa.String(100)), sa.Column("http_status", sa.Integer),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
-)  # fmt: skip
-naive_audit = sa.Table(
-    "bench_naive_audit", _naive_metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False), sa.Column("event", sa.String(40), nullable=False),
-    sa.Column("ma_lk", sa.String(100)), sa.Column("request_hash", sa.String(64)),
+    "bench_naive_records",
+    _naive_metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("ma_lk", sa.String(100), nullable=False),
+    sa.Column("his_key", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("signed_sha256", sa.String(64)),
     sa.Column("ma_ket_qua", sa.String(20)),
-)  # fmt: skip
+    sa.Column("ma_giao_dich", sa.String(100)),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+)
+naive_audit = sa.Table(
+    "bench_naive_audit",
+    _naive_metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("ma_lk", sa.String(100)),
+    sa.Column("request_hash", sa.String(64)),
+    sa.Column("ma_ket_qua", sa.String(20)),
+)
 
 
 class Straightforward:
@@ -168,8 +183,12 @@ class Straightforward:
         self.options = payload_options(settings.payload)
         self.signer = signer
         self.app = Celery("bench-straightforward", set_as_current=False)
-        self.app.conf.update(task_always_eager=True, task_eager_propagates=True, task_ignore_result=True,
-                             broker_url="memory://")  # fmt: skip
+        self.app.conf.update(
+            task_always_eager=True,
+            task_eager_propagates=True,
+            task_ignore_result=True,
+            broker_url="memory://",
+        )
 
         def deliver_one(his_key: str) -> str:
             return self._deliver_one(his_key)
@@ -189,21 +208,50 @@ class Straightforward:
             return "invalid"
         signed = self.signer.sign(payload.document)
         receipt = self.gateway.submit(signed, DocumentKind.CLAIM)
-        self._commit(encounter.ma_lk, his_key, receipt.outcome.value, content_hash=payload.content_hash,
-                     signed_sha256=receipt.request_sha256, receipt=receipt)  # fmt: skip
+        self._commit(
+            encounter.ma_lk,
+            his_key,
+            receipt.outcome.value,
+            content_hash=payload.content_hash,
+            signed_sha256=receipt.request_sha256,
+            receipt=receipt,
+        )
         return receipt.outcome.value
 
-    def _commit(self, ma_lk: str, his_key: str, state: str, *, content_hash: str | None,
-                signed_sha256: str | None, receipt: Any) -> None:  # fmt: skip
+    def _commit(
+        self,
+        ma_lk: str,
+        his_key: str,
+        state: str,
+        *,
+        content_hash: str | None,
+        signed_sha256: str | None,
+        receipt: Any,
+    ) -> None:
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(naive_records).values(
-                ma_lk=ma_lk, his_key=his_key, state=state, content_hash=content_hash, signed_sha256=signed_sha256,
-                ma_ket_qua=getattr(receipt, "ma_ket_qua", None), ma_giao_dich=getattr(receipt, "ma_giao_dich", None),
-                http_status=getattr(receipt, "http_status", None), sent_at=now))  # fmt: skip
-            conn.execute(sa.insert(naive_audit).values(at=now, event="attempt", ma_lk=ma_lk,
-                                                       request_hash=signed_sha256,
-                                                       ma_ket_qua=getattr(receipt, "ma_ket_qua", None)))  # fmt: skip
+            conn.execute(
+                sa.insert(naive_records).values(
+                    ma_lk=ma_lk,
+                    his_key=his_key,
+                    state=state,
+                    content_hash=content_hash,
+                    signed_sha256=signed_sha256,
+                    ma_ket_qua=getattr(receipt, "ma_ket_qua", None),
+                    ma_giao_dich=getattr(receipt, "ma_giao_dich", None),
+                    http_status=getattr(receipt, "http_status", None),
+                    sent_at=now,
+                )
+            )
+            conn.execute(
+                sa.insert(naive_audit).values(
+                    at=now,
+                    event="attempt",
+                    ma_lk=ma_lk,
+                    request_hash=signed_sha256,
+                    ma_ket_qua=getattr(receipt, "ma_ket_qua", None),
+                )
+            )
 
     def run(self) -> Counter[str]:
         keys = [ref.his_key for ref in self.source.discover(None)]
@@ -275,12 +323,17 @@ def run_ours(stack: BenchStack, pipeline: Pipeline, n: int) -> Run:
                 result = delivery.process_versions(pipeline, batch, owner="bench")
                 totals.update({k: v for k, v in vars(result).items() if isinstance(v, int) and v})
     return Run(
-        encounters=n, cpu_s=whole.cpu_s, wall_s=whole.wall_s, simulator_cpu_s=others.simulator_s,
+        encounters=n,
+        cpu_s=whole.cpu_s,
+        wall_s=whole.wall_s,
+        simulator_cpu_s=others.simulator_s,
         postgres_cpu_s=others.postgres_s,
-        phases={"discovery": {"cpu_s": found_span.cpu_s, "wall_s": found_span.wall_s},
-                "process_versions": {"cpu_s": delivered_span.cpu_s, "wall_s": delivered_span.wall_s}},
+        phases={
+            "discovery": {"cpu_s": found_span.cpu_s, "wall_s": found_span.wall_s},
+            "process_versions": {"cpu_s": delivered_span.cpu_s, "wall_s": delivered_span.wall_s},
+        },
         outcome={"discovered": found.seen, **totals},
-    )  # fmt: skip
+    )
 
 
 def run_straightforward(stack: BenchStack, naive: Straightforward, n: int) -> Run:
@@ -288,8 +341,14 @@ def run_straightforward(stack: BenchStack, naive: Straightforward, n: int) -> Ru
     stack.reset_simulator()
     with OtherProcesses(stack.simulator_pid) as others, measured() as whole:
         outcome = naive.run()
-    return Run(encounters=n, cpu_s=whole.cpu_s, wall_s=whole.wall_s, simulator_cpu_s=others.simulator_s,
-               postgres_cpu_s=others.postgres_s, outcome={**outcome, "accepted": naive.accepted()})  # fmt: skip
+    return Run(
+        encounters=n,
+        cpu_s=whole.cpu_s,
+        wall_s=whole.wall_s,
+        simulator_cpu_s=others.simulator_s,
+        postgres_cpu_s=others.postgres_s,
+        outcome={**outcome, "accepted": naive.accepted()},
+    )
 
 
 def summarise(runs: list[Run]) -> dict[str, Any]:
@@ -329,8 +388,9 @@ def raw_rsa_ms(stack: BenchStack) -> dict[str, float]:
     return {"cpu_ms": round(cpu, 4), "wall_ms": round(wall, 4)}
 
 
-def stage_breakdown(stack: BenchStack, pipeline: Pipeline, naive: Straightforward, ours_cpu_ms: float,
-                    naive_cpu_ms: float) -> dict[str, Any]:  # fmt: skip
+def stage_breakdown(
+    stack: BenchStack, pipeline: Pipeline, naive: Straightforward, ours_cpu_ms: float, naive_cpu_ms: float
+) -> dict[str, Any]:
     """Each stage alone over the same encounters (CPU ms per encounter); the ledger is what remains."""
     from adapters.gateway.bhxh import protocol
 
@@ -355,8 +415,10 @@ def stage_breakdown(stack: BenchStack, pipeline: Pipeline, naive: Straightforwar
     documents = [payload.document for payload in built]
     signed = timed("sign_file_key", lambda: [pipeline.signer.sign(document) for document in documents])
     timed("sign_xmlsec_comparator", lambda: [naive.signer.sign(document) for document in documents])
-    timed("form_encoding_only", lambda: [protocol.encode_form({protocol.FIELD_FILE: protocol.encode_file(s)})
-                                         for s in signed])  # fmt: skip
+    timed(
+        "form_encoding_only",
+        lambda: [protocol.encode_form({protocol.FIELD_FILE: protocol.encode_file(s)}) for s in signed],
+    )
     _, gateway = pipeline.primary_gateway()
     timed("submit_http_incl_encoding", lambda: [gateway.submit(s, DocumentKind.CLAIM) for s in signed])
 
@@ -442,8 +504,10 @@ def main() -> None:
     with BenchStack(encounters=n, bad_share=0.0, log_level=args.log_level, sqlite_only=args.sqlite) as stack:
         progress(f"pipeline: {n} encounters seeded in {stack.seed_seconds:.1f} s ({stack.database_kind})")
         pipeline = stack.pipeline()
-        probe = build_claim(pipeline.source().load(next(iter(pipeline.source().discover(None))).his_key),
-                            pipeline.payload_options).document  # fmt: skip
+        probe = build_claim(
+            pipeline.source().load(next(iter(pipeline.source().discover(None))).his_key),
+            pipeline.payload_options,
+        ).document
         signer, fallback_reason = comparator_signer(stack, probe)
         naive = Straightforward(stack, signer)
         try:
@@ -455,13 +519,20 @@ def main() -> None:
             for repeat in range(args.repeats):  # interleaved, so a load change on the machine hits both
                 ours.append(run_ours(stack, pipeline, n))
                 plain.append(run_straightforward(stack, naive, n))
-                progress(f"pipeline: repeat {repeat + 1}/{args.repeats}: ours {ours[-1].cpu_s * 1000 / n:.2f} "
-                         f"ms CPU/enc, straightforward {plain[-1].cpu_s * 1000 / n:.2f}")  # fmt: skip
+                progress(
+                    f"pipeline: repeat {repeat + 1}/{args.repeats}: ours {ours[-1].cpu_s * 1000 / n:.2f} "
+                    f"ms CPU/enc, straightforward {plain[-1].cpu_s * 1000 / n:.2f}"
+                )
             rsa = raw_rsa_ms(stack)
             ours_summary, plain_summary = summarise(ours), summarise(plain)
             progress("pipeline: stage breakdown, statement counts, profile")
-            stages = stage_breakdown(stack, pipeline, naive, ours_summary["cpu_ms_per_encounter"],
-                                     plain_summary["cpu_ms_per_encounter"])  # fmt: skip
+            stages = stage_breakdown(
+                stack,
+                pipeline,
+                naive,
+                ours_summary["cpu_ms_per_encounter"],
+                plain_summary["cpu_ms_per_encounter"],
+            )
             statements = statement_counts(stack, pipeline)
             profile = profile_ours(stack, pipeline, args.profile_top)
             database_version = server_version(stack.ledger_url)
@@ -469,47 +540,51 @@ def main() -> None:
             naive.close()
             pipeline.close()
     cpu_ratio = ours_summary["cpu_ms_per_encounter"] / rsa["cpu_ms"]
-    emit({
-        "benchmark": "pipeline",
-        "machine": machine_description(),
-        "database": stack.database_kind,
-        "database_version": database_version,
-        "encounters": n,
-        "bad_share": 0.0,
-        "batch_size": stack.settings.delivery.batch_size,
-        "repeats": args.repeats,
-        "log_level": args.log_level,
-        "seed_seconds": stack.seed_seconds,
-        "counted": "time.process_time() of the benchmark process (all its threads): discovery, HIS reads "
-                   "(client side), build, validation, signing, HTTP client, ledger and audit client work, "
-                   "logging, metrics",
-        "not_counted": "PostgreSQL server processes (HIS and ledger queries, WAL, fsync) and the gateway "
-                       "simulator process; reported apart under other_processes_cpu_ms_per_encounter",
-        "raw_rsa2048_sign": rsa,
-        "ours": ours_summary,
-        "straightforward": {
-            "comparator_signer": signer.label,
-            "xmlsec_unavailable_reason": fallback_reason,
-            "includes": "HIS key listing; per record an eager Celery task (.delay with task_always_eager: tracer, "
-                        "request context, signals; no broker, no serialisation), adapter load, build_claim, "
-                        "xmlsec signature, gateway submit (same client, same simulator), one transaction "
-                        "with one ledger-like row and one audit row",
-            **plain_summary,
-        },
-        "stages": stages,
-        "ledger_statements_per_encounter": statements,
-        "profile_process_versions": profile,
-        "headline": {
-            "cpu_per_encounter_over_raw_rsa": round(cpu_ratio, 2),
-            "cpu_target": 5.0,
-            "cpu_target_met": cpu_ratio <= 5.0,
-            "ours_over_straightforward_wall_throughput": round(
-                plain_summary["wall_ms_per_encounter"] / ours_summary["wall_ms_per_encounter"], 3),
-            "ours_over_straightforward_cpu_throughput": round(
-                plain_summary["cpu_ms_per_encounter"] / ours_summary["cpu_ms_per_encounter"], 3),
-            "throughput_target": 1.5,
-        },
-    })  # fmt: skip
+    emit(
+        {
+            "benchmark": "pipeline",
+            "machine": machine_description(),
+            "database": stack.database_kind,
+            "database_version": database_version,
+            "encounters": n,
+            "bad_share": 0.0,
+            "batch_size": stack.settings.delivery.batch_size,
+            "repeats": args.repeats,
+            "log_level": args.log_level,
+            "seed_seconds": stack.seed_seconds,
+            "counted": "time.process_time() of the benchmark process (all its threads): discovery, HIS reads "
+            "(client side), build, validation, signing, HTTP client, ledger and audit client work, "
+            "logging, metrics",
+            "not_counted": "PostgreSQL server processes (HIS and ledger queries, WAL, fsync) and the gateway "
+            "simulator process; reported apart under other_processes_cpu_ms_per_encounter",
+            "raw_rsa2048_sign": rsa,
+            "ours": ours_summary,
+            "straightforward": {
+                "comparator_signer": signer.label,
+                "xmlsec_unavailable_reason": fallback_reason,
+                "includes": "HIS key listing; per record an eager Celery task (.delay with task_always_eager: tracer, "
+                "request context, signals; no broker, no serialisation), adapter load, build_claim, "
+                "xmlsec signature, gateway submit (same client, same simulator), one transaction "
+                "with one ledger-like row and one audit row",
+                **plain_summary,
+            },
+            "stages": stages,
+            "ledger_statements_per_encounter": statements,
+            "profile_process_versions": profile,
+            "headline": {
+                "cpu_per_encounter_over_raw_rsa": round(cpu_ratio, 2),
+                "cpu_target": 5.0,
+                "cpu_target_met": cpu_ratio <= 5.0,
+                "ours_over_straightforward_wall_throughput": round(
+                    plain_summary["wall_ms_per_encounter"] / ours_summary["wall_ms_per_encounter"], 3
+                ),
+                "ours_over_straightforward_cpu_throughput": round(
+                    plain_summary["cpu_ms_per_encounter"] / ours_summary["cpu_ms_per_encounter"], 3
+                ),
+                "throughput_target": 1.5,
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

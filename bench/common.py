@@ -29,8 +29,18 @@ from sqlalchemy.engine import make_url
 PG_ADMIN_URL = os.environ.get("VNEID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 FACILITY = "79999"
 #: Libraries whose versions change the numbers (reported with every run).
-LIBRARIES = ("cryptography", "lxml", "xmlsec", "signxml", "sqlalchemy", "psycopg", "celery", "httpx",
-             "structlog", "psutil")  # fmt: skip
+LIBRARIES = (
+    "cryptography",
+    "lxml",
+    "xmlsec",
+    "signxml",
+    "sqlalchemy",
+    "psycopg",
+    "celery",
+    "httpx",
+    "structlog",
+    "psutil",
+)
 
 
 # ------------------------------------------------------------------------------------------ databases
@@ -65,9 +75,22 @@ def scratch_database(prefix: str, fallback_dir: Path | None = None) -> Iterator[
     try:
         yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False), "postgresql"
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        drop_database(admin, name)
+
+
+def drop_database(admin: sa.Engine, name: str, attempts: int = 10) -> None:
+    """Drop a scratch database; survives a server restart by someone else (other jobs share the server)."""
+    for attempt in range(attempts):
+        admin.dispose()  # pooled connections may have been killed by a restart
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            break
+        except sa.exc.OperationalError:
+            if attempt == attempts - 1:
+                progress(f"could not drop scratch database {name}; drop it by hand")
+            time.sleep(3)
+    admin.dispose()
 
 
 def server_version(url: str) -> str | None:

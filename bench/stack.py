@@ -34,8 +34,15 @@ SEED_UNTIL = date(2026, 6, 30)
 class BenchStack:
     """Context manager; after ``__enter__``: ``settings``, ``pki``, ``simulator``, ``his_url``, ``ledger_url``."""
 
-    def __init__(self, *, encounters: int, bad_share: float = 0.0, seed: int = 2026,
-                 log_level: str = "INFO", sqlite_only: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        encounters: int,
+        bad_share: float = 0.0,
+        seed: int = 2026,
+        log_level: str = "INFO",
+        sqlite_only: bool = False,
+    ) -> None:
         self.encounters = encounters
         self.bad_share = bad_share
         self.seed = seed
@@ -77,9 +84,15 @@ class BenchStack:
                 scratch_database("his", self.directory)
             )
             self.ledger_url, _ = self._stack.enter_context(scratch_database("ledger", self.directory))
-        report = seed_demo_his(self.his_url, encounters=self.encounters, bad_share=self.bad_share,
-                               since=SEED_SINCE, until=SEED_UNTIL, random_seed=self.seed,
-                               facility_code=FACILITY)  # fmt: skip
+        report = seed_demo_his(
+            self.his_url,
+            encounters=self.encounters,
+            bad_share=self.bad_share,
+            since=SEED_SINCE,
+            until=SEED_UNTIL,
+            random_seed=self.seed,
+            facility_code=FACILITY,
+        )
         self.seed_seconds = report.seconds
         self.seeded_bad = report.bad
         self.simulator = self._stack.enter_context(
@@ -88,6 +101,10 @@ class BenchStack:
         self.settings = self.make_settings()
 
     def make_settings(self, **changes: Any) -> Settings:
+        return Settings(**self.sections(**changes))
+
+    def sections(self, **changes: Any) -> dict[str, Any]:
+        """The settings as plain data (``data_dir`` and one dict per section); ``changes`` replace sections."""
         sections: dict[str, Any] = {
             "data_dir": self.directory,
             "his": {"adapter": "demo", "url": self.his_url},
@@ -99,7 +116,7 @@ class BenchStack:
             "metrics": {"enabled": False, "worker_port": 0},
         }
         sections.update(changes)
-        return Settings(**sections)
+        return sections
 
     def pipeline(self) -> Pipeline:
         from worker.bootstrap import build_pipeline
