@@ -46,6 +46,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
         return create_gateways(settings)
 
+    def verifier(signed: bytes) -> object:
+        from adapters.signers.verification import verify  # noqa: PLC0415  # only when verification is on
+
+        return verify(signed, settings.signer.trust_store)
+
     return Pipeline(
         settings=settings,
         engine=ledger_engine(settings),
@@ -53,4 +58,5 @@ def build_pipeline(settings: Settings) -> Pipeline:
         signer_factory=signer,
         gateways_factory=gateways,
         payload_options=payload_options(settings.payload),
+        verifier=verifier if settings.signer.verify_before_send else None,
     )

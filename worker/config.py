@@ -108,6 +108,9 @@ class SignerSettings(Section):
     trust_store: Path | None = Field(None, description="CA bundle that verifies our own signatures.")
     expiry_warning_days: int = Field(30, ge=0, description="Warn when the certificate expires within this.")
     signature_prefix: str | None = Field(None, description="Namespace prefix of ds:Signature; default none.")
+    verify_before_send: bool = Field(
+        False, description="Verify every signed file in-process before it is stored and sent (test/staging)."
+    )
 
 
 class PayloadSettings(Section):

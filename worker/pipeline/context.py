@@ -20,6 +20,8 @@ class Pipeline:
     signer_factory: Callable[[], Signer]
     gateways_factory: Callable[[], dict[str, Gateway]]
     payload_options: PayloadOptions
+    #: Optional check of each signed file before it is kept (DOMAIN.md §10.3 step 4); raises when it fails.
+    verifier: Callable[[bytes], object] | None = None
     _source: EncounterSource | None = field(default=None, init=False, repr=False)
     _signer: Signer | None = field(default=None, init=False, repr=False)
     _gateways: dict[str, Gateway] | None = field(default=None, init=False, repr=False)

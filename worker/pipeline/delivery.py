@@ -131,6 +131,10 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     with pipeline.engine.begin() as conn:
         for item, document in to_sign:
             signed_bytes = pipeline.signer.sign(document)
+            if pipeline.verifier is not None:
+                pipeline.verifier(
+                    signed_bytes
+                )  # a signer defect must stop here, before anything is kept or sent
             digest = hashlib.sha256(signed_bytes).hexdigest()
             repo.record_signed(conn, item, signed=signed_bytes, signed_sha256=digest, cert_serial=serial)
             signed[item.version_id] = signed_bytes

@@ -319,3 +319,23 @@ def test_hub_gets_what_bhxh_accepted_and_never_blocks_it(sqlite_ledger, certific
         state = conn.execute(sa.select(deliveries.c.state)).scalar_one()
     assert state == State.ACCEPTED
     assert hubs.deliver_due(pipeline).sent == 0
+
+
+def test_a_signature_that_does_not_verify_is_never_kept_or_sent(world) -> None:  # type: ignore[no-untyped-def]
+    pipeline, source, _signer, gateway = world
+
+    def refuse(_signed: bytes) -> None:
+        raise ValueError("signature does not verify")
+
+    pipeline.verifier = refuse
+    source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1901"), T0)
+    with pytest.raises(ValueError, match="does not verify"):
+        _run(pipeline)
+    assert gateway.calls == []
+    with pipeline.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(evidence)).scalar_one() == 0
+    pipeline.verifier = None
+    with pipeline.engine.begin() as conn:
+        ids = list(conn.execute(sa.select(versions.c.id)).scalars())
+    delivery.process_versions(pipeline, ids, owner="after-fix")
+    assert _states(pipeline.engine)["79999-1901"] == State.ACCEPTED
