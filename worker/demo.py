@@ -196,6 +196,7 @@ class DemoStack:
                 "remote_url": self.signer.url,
                 "remote_token": token,
                 "trust_store": str(self.pki.ca_certificate),
+                "verify_before_send": True,
             },
             "destinations.bhxh": {"base_url": self.simulator.url, "timeout_s": 2.0},
             "delivery": {
