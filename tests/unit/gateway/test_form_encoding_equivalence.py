@@ -14,4 +14,6 @@ from adapters.gateway.bhxh.protocol import encode_form
 @given(st.binary(max_size=3000), st.text(max_size=40))
 def test_same_bytes_as_urlencode(signed: bytes, other: str) -> None:
     fields = {"username": "79999_BV", "note": other, "fileHSBase64": base64.b64encode(signed).decode("ascii")}
-    assert encode_form(fields) == urlencode(list(fields.items()), quote_via=quote_plus, safe="").encode("ascii")
+    assert encode_form(fields) == urlencode(list(fields.items()), quote_via=quote_plus, safe="").encode(
+        "ascii"
+    )
