@@ -7,6 +7,7 @@ after a spec change; ``tests/unit/test_codegen_in_sync.py`` fails when the commi
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from schemas.spec import FieldSpec, FieldType, base_fields
 
+#: ruff's line length (pyproject.toml).
+LINE_LENGTH = 110
 TARGET = Path(__file__).resolve().parents[2] / "worker" / "domain" / "records.py"
 
 #: XML1 fields about the person (administrative data); the rest of XML1 is the visit summary.
@@ -96,10 +99,12 @@ def _python_type(spec: FieldSpec) -> str:
 
 
 def _field_line(spec: FieldSpec) -> str:
+    declaration = f"    {spec.name.lower()}: {_python_type(spec)} | None = None  # "
+    room = LINE_LENGTH - len(declaration)  # stay within the formatter's line length, so it never reflows
     comment = spec.description_en.strip().split(". ")[0].rstrip(".")
-    if len(comment) > 80:
-        comment = comment[:77].rstrip() + "…"
-    return f"    {spec.name.lower()}: {_python_type(spec)} | None = None  # {comment}"
+    if len(comment) > room:
+        comment = comment[: room - 1].rstrip() + "…"
+    return declaration + comment
 
 
 def _class(name: str, table: str, doc: str, specs: list[FieldSpec], extra: list[str]) -> str:
@@ -172,8 +177,20 @@ def render() -> str:
     return header + "\n\n" + "\n\n\n".join(classes) + "\n\n\n" + footer
 
 
+def render_formatted() -> str:
+    """``render()`` passed through ``ruff format``, so the committed file is exactly what the formatter keeps."""
+    completed = subprocess.run(  # noqa: S603  # our interpreter running ruff on our own text
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(TARGET), "-"],
+        input=render(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return completed.stdout
+
+
 def main() -> int:
-    TARGET.write_text(render(), encoding="utf-8")
+    TARGET.write_text(render_formatted(), encoding="utf-8")
     print(f"wrote {TARGET}")
     return 0
 

@@ -22,39 +22,21 @@ class Patient:
     TABLE: ClassVar[str] = "XML1"
 
     ma_bn: str | None = None  # Patient code assigned by the facility
-    ho_ten: str | None = (
-        None  # Patient's full name (the appendix has a note for newborns entitled to BHYT wh…
-    )
-    so_cccd: str | None = (
-        None  # Patient's citizen ID (CCCD), old ID card (CMND) or passport number; the appen…
-    )
-    ngay_sinh: BirthDate | None = (
-        None  # Date of birth as on the BHYT card, 12 characters (year, month, day, hour, min…
-    )
+    ho_ten: str | None = None  # Patient's full name (the appendix has a note for newborns entitled to BHYT w…
+    so_cccd: str | None = None  # Patient's citizen ID (CCCD), old ID card (CMND) or passport number; the app…
+    ngay_sinh: BirthDate | None = None  # Date of birth as on the BHYT card, 12 characters (year, month, day,…
     gioi_tinh: int | None = None  # Sex code: 1 male, 2 female, 3 undetermined
     nhom_mau: str | None = None  # Patient's blood group, when known
     ma_quoctich: str | None = None  # Nationality code (annex 2 of TT 07/2016/TT-BCA)
     ma_dantoc: str | None = None  # Ethnicity code (QĐ 121-TCTK/PPCĐ of 02/03/1979)
     ma_nghe_nghiep: str | None = None  # Occupation code (QĐ 34/2020/QĐ-TTg)
     dia_chi: str | None = None  # Current residential address
-    matinh_cu_tru: str | None = (
-        None  # Province of residence: last 2 characters of the provincial administrative-uni…
-    )
-    mahuyen_cu_tru: str | None = (
-        None  # District of residence (QĐ 124/2004/QĐ-TTg; new codes for new or merged units)
-    )
-    maxa_cu_tru: str | None = (
-        None  # Commune/ward of residence (QĐ 124/2004/QĐ-TTg; new codes for new or merged un…
-    )
-    dien_thoai: str | None = (
-        None  # Contact phone of the patient or a relative; only if provided, otherwise empty
-    )
-    ma_the_bhyt: str | None = (
-        None  # BHYT card number(s) issued by BHXH (the facility must look the card up on the…
-    )
-    ma_dkbd: str | None = (
-        None  # Code (5 characters) of the registered primary-care facility printed on the BH…
-    )
+    matinh_cu_tru: str | None = None  # Province of residence: last 2 characters of the provincial administra…
+    mahuyen_cu_tru: str | None = None  # District of residence (QĐ 124/2004/QĐ-TTg; new codes for new or merg…
+    maxa_cu_tru: str | None = None  # Commune/ward of residence (QĐ 124/2004/QĐ-TTg; new codes for new or mer…
+    dien_thoai: str | None = None  # Contact phone of the patient or a relative; only if provided, otherwise…
+    ma_the_bhyt: str | None = None  # BHYT card number(s) issued by BHXH (the facility must look the card up…
+    ma_dkbd: str | None = None  # Code (5 characters) of the registered primary-care facility printed on the…
     gt_the_tu: str | None = None  # Date the BHYT card becomes valid
     gt_the_den: str | None = None  # Date the BHYT card expires
     ngay_mien_cct: datetime | None = None  # Time from which the patient is exempt from co-payment
@@ -70,40 +52,22 @@ class Visit:
 
     ly_do_vv: str | None = None  # Reason for the visit
     ly_do_vnt: str | None = None  # Reason for admission to treatment (including symptoms or other reasons)
-    ma_ly_do_vnt: str | None = (
-        None  # Code of the admission reason; mandatory only once MoH publishes that code list
-    )
+    ma_ly_do_vnt: str | None = None  # Code of the admission reason; mandatory only once MoH publishes that c…
     chan_doan_vao: str | None = None  # Diagnosis at reception (preliminary diagnosis)
-    chan_doan_rv: str | None = (
-        None  # Full final diagnosis at the end of care: main disease, comorbidities and/or s…
-    )
-    ma_benh_chinh: str | None = (
-        None  # ICD-10 code of the main disease (QĐ 4469/QĐ-BYT of 28/10/2020 and updates)
-    )
+    chan_doan_rv: str | None = None  # Full final diagnosis at the end of care: main disease, comorbidities a…
+    ma_benh_chinh: str | None = None  # ICD-10 code of the main disease (QĐ 4469/QĐ-BYT of 28/10/2020 and upd…
     ma_benh_kt: str | None = None  # ICD-10 codes of comorbidities or symptoms
     ma_benh_yhct: str | None = None  # Traditional-medicine (YHCT) disease codes, if any
     ma_pttt_qt: str | None = None  # ICD-9-CM surgery/procedure codes (QĐ 4440/QĐ-BYT of 27/10/2020)
-    ma_doituong_kcb: str | None = (
-        None  # Patient-category code (MoH shared code set, currently QĐ 3276/QĐ-BYT)
-    )
-    ma_noi_di: str | None = (
-        None  # Code of the facility that referred the patient (referral or follow-up appoint…
-    )
+    ma_doituong_kcb: str | None = None  # Patient-category code (MoH shared code set, currently QĐ 3276/QĐ-BY…
+    ma_noi_di: str | None = None  # Code of the facility that referred the patient (referral or follow-up app…
     ma_noi_den: str | None = None  # Code of the facility the patient is referred to
     ma_tai_nan: int | None = None  # Injury/accident code (QĐ 5937/QĐ-BYT annex 4)
     ngay_vao: datetime | None = None  # Time the patient arrived for care
-    ngay_vao_noi_tru: datetime | None = (
-        None  # Time a doctor ordered admission to in-patient, day-patient or out-patient tre…
-    )
-    ngay_ra: datetime | None = (
-        None  # Time in-patient, day-patient or out-patient treatment, or the examination, ended
-    )
-    giay_chuyen_tuyen: str | None = (
-        None  # Number of the referral slip of the referring facility, or of the follow-up ap…
-    )
-    so_ngay_dtri: int | None = (
-        None  # Actual number of treatment days (for statistics); rule depends on MA_LOAI_KCB
-    )
+    ngay_vao_noi_tru: datetime | None = None  # Time a doctor ordered admission to in-patient, day-patient or…
+    ngay_ra: datetime | None = None  # Time in-patient, day-patient or out-patient treatment, or the examinat…
+    giay_chuyen_tuyen: str | None = None  # Number of the referral slip of the referring facility, or of the…
+    so_ngay_dtri: int | None = None  # Actual number of treatment days (for statistics); rule depends on MA_L…
     pp_dieu_tri: str | None = None  # Treatment method (TT 18/2022/TT-BYT)
     ket_qua_dtri: int | None = None  # Treatment result code
     ma_loai_rv: int | None = None  # Discharge-type code
@@ -113,33 +77,21 @@ class Visit:
     t_vtyt: Decimal | None = None  # Total THANH_TIEN_BV of medical supplies in XML3
     t_tongchi_bv: Decimal | None = None  # Total cost of the visit: sum of THANH_TIEN_BV in XML2 and XML3
     t_tongchi_bh: Decimal | None = None  # Total cost within BHYT scope: sum of THANH_TIEN_BH in XML2 and XML3
-    t_bntt: Decimal | None = (
-        None  # Total paid by the patient outside the BHYT scope: sum of T_BNTT in XML2 and XML3
-    )
-    t_bncct: Decimal | None = (
-        None  # Total patient co-payment within the BHYT benefit: sum of T_BNCCT in XML2 and…
-    )
+    t_bntt: Decimal | None = None  # Total paid by the patient outside the BHYT scope: sum of T_BNTT in XML2…
+    t_bncct: Decimal | None = None  # Total patient co-payment within the BHYT benefit: sum of T_BNCCT in XML…
     t_bhtt: Decimal | None = None  # Total requested from BHXH: T_TONGCHI_BH − T_BNCCT
     t_nguonkhac: Decimal | None = None  # Total paid by other sources: sum of T_NGUONKHAC in XML2 and XML3
-    t_bhtt_gdv: Decimal | None = (
-        None  # Amount the BHYT fund pays outside capitation or DRG (T_BHTT of XML2/XML3 line…
-    )
+    t_bhtt_gdv: Decimal | None = None  # Amount the BHYT fund pays outside capitation or DRG (T_BHTT of XML2/…
     nam_qt: int | None = None  # Year for which the facility requests payment
     thang_qt: int | None = None  # Month for which the facility requests payment
     ma_loai_kcb: str | None = None  # Type-of-visit code (MoH shared code set)
     ma_khoa: str | None = None  # Code(s) of the department(s) where the patient was treated
-    ma_cskcb: str | None = (
-        None  # Code (5 characters) of the facility where the patient is examined or treated
-    )
+    ma_cskcb: str | None = None  # Code (5 characters) of the facility where the patient is examined or treat…
     can_nang: str | None = None  # Patient weight in kilograms, with 2 decimals
-    can_nang_con: str | None = (
-        None  # Weight of the newborn(s) in grams, one value per baby; only for deliveries
-    )
+    can_nang_con: str | None = None  # Weight of the newborn(s) in grams, one value per baby; only for delive…
     ngay_tai_kham: str | None = None  # Follow-up appointment date(s), if any
     ma_hsba: str | None = None  # Medical-record number or out-patient exam-slip number set by the facility
-    ma_ttdv: str | None = (
-        None  # Health ID (BHXH number) of the head of the facility or of the person authoris…
-    )
+    ma_ttdv: str | None = None  # Health ID (BHXH number) of the head of the facility or of the person author…
     du_phong: str | None = None  # Reserved field for future use
 
 
@@ -149,17 +101,11 @@ class FirstCost:
 
     TABLE: ClassVar[str] = "XML0"
 
-    ma_dich_vu: str | None = (
-        None  # Code of the service or examination of the first cost; in a treating departmen…
-    )
+    ma_dich_vu: str | None = None  # Code of the service or examination of the first cost; in a treating depa…
     ten_dich_vu: str | None = None  # Name of that service or examination
-    ma_thuoc: str | None = (
-        None  # Active-ingredient code of the drug when the first cost in the treating depart…
-    )
+    ma_thuoc: str | None = None  # Active-ingredient code of the drug when the first cost in the treating dep…
     ten_thuoc: str | None = None  # Name of that drug
-    ma_vat_tu: str | None = (
-        None  # Medical-supply code when the first cost in the treating department is a supply
-    )
+    ma_vat_tu: str | None = None  # Medical-supply code when the first cost in the treating department is a s…
     ten_vat_tu: str | None = None  # Name of that supply
     ngay_yl: datetime | None = None  # Time of the order that created the first cost
     du_phong: str | None = None  # Reserved field for future use
@@ -171,74 +117,42 @@ class DrugLine:
 
     TABLE: ClassVar[str] = "XML2"
 
-    ma_thuoc: str | None = (
-        None  # Active-ingredient code of the drug (MoH shared code set), with special codes…
-    )
-    ma_pp_chebien: str | None = (
-        None  # Processing-method code of a traditional medicinal ingredient (TT 30/2017/TT-BYT)
-    )
-    ma_cskcb_thuoc: str | None = (
-        None  # Origin of a drug supplied by another facility: C.XXXXX (disaster/epidemic tra…
-    )
+    ma_thuoc: str | None = None  # Active-ingredient code of the drug (MoH shared code set), with special cod…
+    ma_pp_chebien: str | None = None  # Processing-method code of a traditional medicinal ingredient (TT 30/2…
+    ma_cskcb_thuoc: str | None = None  # Origin of a drug supplied by another facility: C.XXXXX (disaster/epi…
     ma_nhom: int | None = None  # Cost-group code (QĐ 5937/QĐ-BYT annex 3)
-    ten_thuoc: str | None = (
-        None  # Drug name exactly as registered (or as in the facility dossier for drugs it p…
-    )
+    ten_thuoc: str | None = None  # Drug name exactly as registered (or as in the facility dossier for drugs…
     don_vi_tinh: str | None = None  # Smallest unit of the drug actually used
     ham_luong: str | None = None  # Strength of the drug as in the tender result / marketing authorisation
     duong_dung: str | None = None  # Route-of-administration code
     dang_bao_che: str | None = None  # Dosage form
     lieu_dung: str | None = None  # Dosage given to the patient (quantity per dose × doses per day × days …)
     cach_dung: str | None = None  # Prescriber's instructions on the prescription or order
-    so_dang_ky: str | None = (
-        None  # Marketing-authorisation (registration) number, without spaces; special rules…
-    )
-    tt_thau: str | None = (
-        None  # Tender information: approval-decision number; package; tender group; year, se…
-    )
-    pham_vi: int | None = (
-        None  # Scope code: 1 within BHYT scope, 2 outside, 3 outside the list but paid for a…
-    )
+    so_dang_ky: str | None = None  # Marketing-authorisation (registration) number, without spaces; special r…
+    tt_thau: str | None = None  # Tender information: approval-decision number; package; tender group; year,…
+    pham_vi: int | None = None  # Scope code: 1 within BHYT scope, 2 outside, 3 outside the list but paid for…
     tyle_tt_bh: int | None = None  # BHYT payment rate in percent, a positive integer (50% → 50)
     so_luong: Decimal | None = None  # Quantity actually used, rounded to 3 decimals
     don_gia: Decimal | None = None  # Unit price (purchase-invoice price), rounded to 3 decimals
     thanh_tien_bv: Decimal | None = None  # SO_LUONG × DON_GIA, rounded to 2 decimals
     thanh_tien_bh: Decimal | None = None  # SO_LUONG × DON_GIA × TYLE_TT_BH / 100, rounded to 2 decimals
-    t_nguonkhac_nsnn: Decimal | None = (
-        None  # Amount supported by the state budget (central and/or local), 2 decimals
-    )
-    t_nguonkhac_vtnn: Decimal | None = (
-        None  # Amount supported by organisations or individuals outside Vietnam, 2 decimals
-    )
-    t_nguonkhac_vttn: Decimal | None = (
-        None  # Amount supported by organisations or individuals inside Vietnam, 2 decimals
-    )
+    t_nguonkhac_nsnn: Decimal | None = None  # Amount supported by the state budget (central and/or local), 2…
+    t_nguonkhac_vtnn: Decimal | None = None  # Amount supported by organisations or individuals outside Vietn…
+    t_nguonkhac_vttn: Decimal | None = None  # Amount supported by organisations or individuals inside Vietna…
     t_nguonkhac_cl: Decimal | None = None  # Amount supported by any other remaining source, 2 decimals
-    t_nguonkhac: Decimal | None = (
-        None  # Amount paid by other sources: T_NGUONKHAC_NSNN + T_NGUONKHAC_VTNN + T_NGUONKH…
-    )
-    muc_huong: int | None = (
-        None  # Benefit level (%) applied to this cost line (80, 95 or 100 in network; adjust…
-    )
+    t_nguonkhac: Decimal | None = None  # Amount paid by other sources: T_NGUONKHAC_NSNN + T_NGUONKHAC_VTNN +…
+    muc_huong: int | None = None  # Benefit level (%) applied to this cost line (80, 95 or 100 in network; ad…
     t_bntt: Decimal | None = None  # Amount the patient pays outside the BHYT scope, 2 decimals
     t_bncct: Decimal | None = None  # Patient co-payment within the BHYT benefit, 2 decimals
-    t_bhtt: Decimal | None = (
-        None  # Amount the facility requests from BHXH for this line, within the patient's be…
-    )
+    t_bhtt: Decimal | None = None  # Amount the facility requests from BHXH for this line, within the patient…
     ma_khoa: str | None = None  # Code of the department where the drug was ordered
     ma_bac_si: str | None = None  # Practising-certificate code of the doctor who examined and prescribed
-    ma_dich_vu: str | None = (
-        None  # Code(s) of the service(s) the drug was used in (4750: several codes separated…
-    )
+    ma_dich_vu: str | None = None  # Code(s) of the service(s) the drug was used in (4750: several codes sepa…
     ngay_yl: datetime | None = None  # Time the medical order (y lệnh) was given
     ngay_th_yl: datetime | None = None  # Time the medical order was carried out
     ma_pttt: int | None = None  # Payment-method code: 1 fee for service, 2 capitation, 3 DRG
-    nguon_ctra: int | None = (
-        None  # Payer source of the drug: 1 BHYT fund, 2 project/aid, 3 national target progr…
-    )
-    vet_thuong_tp: int | None = (
-        None  # "1" only when used to treat a recurring war wound or illness of an eligible p…
-    )
+    nguon_ctra: int | None = None  # Payer source of the drug: 1 BHYT fund, 2 project/aid, 3 national target…
+    vet_thuong_tp: int | None = None  # "1" only when used to treat a recurring war wound or illness of an el…
     du_phong: str | None = None  # Reserved field for future use
     hiv_restricted: bool = False  # HIV/ARV-restricted line (filtered for Sổ SKĐT-only sends)
 
@@ -249,90 +163,48 @@ class ServiceLine:
 
     TABLE: ClassVar[str] = "XML3"
 
-    ma_dich_vu: str | None = (
-        None  # Code of the service, examination fee or bed day (by hospital rank) from the M…
-    )
+    ma_dich_vu: str | None = None  # Code of the service, examination fee or bed day (by hospital rank) from…
     ma_pttt_qt: str | None = None  # ICD-9-CM surgery/procedure code (4750 correction of the description)
-    ma_vat_tu: str | None = (
-        None  # Medical-supply code down to each size (codes are issued by the BHXH gateway)
-    )
-    ma_nhom: int | None = (
-        None  # Cost-group code (QĐ 5937/QĐ-BYT annex 3); 4750 adds 19 for other services (me…
-    )
+    ma_vat_tu: str | None = None  # Medical-supply code down to each size (codes are issued by the BHXH gatew…
+    ma_nhom: int | None = None  # Cost-group code (QĐ 5937/QĐ-BYT annex 3); 4750 adds 19 for other services (…
     goi_vtyt: str | None = None  # Supply package within one use of a service (G1, G2, …)
     ten_vat_tu: str | None = None  # Commercial name of the supply as in the tender decision
     ten_dich_vu: str | None = None  # Name of the service, examination or bed
-    ma_xang_dau: str | None = (
-        None  # Fuel-type code used to compute patient-transport costs (MoH shared code set,…
-    )
+    ma_xang_dau: str | None = None  # Fuel-type code used to compute patient-transport costs (MoH shared code…
     don_vi_tinh: str | None = None  # Unit of the supply or service requested for payment
-    pham_vi: int | None = (
-        None  # Scope code of the supply or service: 1 within BHYT scope, 2 outside, 3 outsid…
-    )
+    pham_vi: int | None = None  # Scope code of the supply or service: 1 within BHYT scope, 2 outside, 3 outs…
     so_luong: Decimal | None = None  # Quantity of the service or supply actually used, rounded to 3 decimals
     don_gia_bv: Decimal | None = None  # Unit price at hospital price, rounded to 3 decimals
     don_gia_bh: Decimal | None = None  # Unit price paid by the BHYT fund, rounded to 3 decimals
-    tt_thau: str | None = (
-        None  # Tender information of the supply: approval-decision number; package; tender g…
-    )
+    tt_thau: str | None = None  # Tender information of the supply: approval-decision number; package; tender…
     tyle_tt_dv: int | None = None  # Payment rate for certain special services (positive integer)
-    tyle_tt_bh: int | None = (
-        None  # BHYT payment rate (%) of a service or supply with a set rate, positive intege…
-    )
-    thanh_tien_bv: Decimal | None = (
-        None  # SO_LUONG × DON_GIA_BV × TYLE_TT_DV (4750 correction), rounded to 2 decimals
-    )
+    tyle_tt_bh: int | None = None  # BHYT payment rate (%) of a service or supply with a set rate, positive i…
+    thanh_tien_bv: Decimal | None = None  # SO_LUONG × DON_GIA_BV × TYLE_TT_DV (4750 correction), rounded to…
     thanh_tien_bh: Decimal | None = None  # SO_LUONG × DON_GIA_BH × TYLE_TT_BH / 100, rounded to 2 decimals
-    t_trantt: Decimal | None = (
-        None  # Payment ceiling (45 × base salary) of the supply package in one service use (…
-    )
-    muc_huong: int | None = (
-        None  # Benefit level (%) applied to this cost line (80, 95 or 100 in network; adjust…
-    )
-    t_nguonkhac_nsnn: Decimal | None = (
-        None  # Amount supported by the state budget (central and/or local), 2 decimals
-    )
-    t_nguonkhac_vtnn: Decimal | None = (
-        None  # Amount supported by organisations or individuals outside Vietnam, 2 decimals
-    )
-    t_nguonkhac_vttn: Decimal | None = (
-        None  # Amount supported by organisations or individuals inside Vietnam, 2 decimals
-    )
+    t_trantt: Decimal | None = None  # Payment ceiling (45 × base salary) of the supply package in one servic…
+    muc_huong: int | None = None  # Benefit level (%) applied to this cost line (80, 95 or 100 in network; ad…
+    t_nguonkhac_nsnn: Decimal | None = None  # Amount supported by the state budget (central and/or local), 2…
+    t_nguonkhac_vtnn: Decimal | None = None  # Amount supported by organisations or individuals outside Vietn…
+    t_nguonkhac_vttn: Decimal | None = None  # Amount supported by organisations or individuals inside Vietna…
     t_nguonkhac_cl: Decimal | None = None  # Amount supported by any other remaining source, 2 decimals
-    t_nguonkhac: Decimal | None = (
-        None  # Amount paid by other sources: T_NGUONKHAC_NSNN + T_NGUONKHAC_VTNN + T_NGUONKH…
-    )
+    t_nguonkhac: Decimal | None = None  # Amount paid by other sources: T_NGUONKHAC_NSNN + T_NGUONKHAC_VTNN +…
     t_bntt: Decimal | None = None  # Amount the patient pays outside the BHYT scope, 2 decimals
     t_bncct: Decimal | None = None  # Patient co-payment within the BHYT benefit, 2 decimals
     t_bhtt: Decimal | None = None  # Amount requested from BHXH for this line, 2 decimals
     ma_khoa: str | None = None  # Code of the department where the service, supply or bed was provided
     ma_giuong: str | None = None  # Bed code in the treating department (4 characters, e.g
     ma_bac_si: str | None = None  # Practising-certificate code(s) of the doctor(s) who examined and ordered
-    nguoi_thuc_hien: str | None = (
-        None  # Practising-certificate code(s) of the staff who performed the service
-    )
-    ma_benh: str | None = (
-        None  # ICD-10 code(s) of the disease the service was ordered for, when different fro…
-    )
+    nguoi_thuc_hien: str | None = None  # Practising-certificate code(s) of the staff who performed the servi…
+    ma_benh: str | None = None  # ICD-10 code(s) of the disease the service was ordered for, when different f…
     ma_benh_yhct: str | None = None  # YHCT disease code matching MA_BENH, if any
     ngay_yl: datetime | None = None  # Time the medical order (y lệnh) was given
     ngay_th_yl: datetime | None = None  # Time the medical order was carried out
-    ngay_kq: datetime | None = (
-        None  # Time the result became available (results later than 7 days are entered on th…
-    )
+    ngay_kq: datetime | None = None  # Time the result became available (results later than 7 days are entere…
     ma_pttt: int | None = None  # Payment-method code: 1 fee for service, 2 capitation, 3 DRG
-    vet_thuong_tp: int | None = (
-        None  # "1" only when used to treat a recurring war wound or illness of an eligible p…
-    )
-    pp_vo_cam: int | None = (
-        None  # Anaesthesia method: 1 general, 2 regional/local, 3 acupuncture anaesthesia, 4…
-    )
-    vi_tri_th_dvkt: int | None = (
-        None  # Body-site code of the surgery/procedure; applies once MoH publishes that code…
-    )
-    ma_may: str | None = (
-        None  # Code(s) of the machine(s) used for the CLS service, surgery or procedure (XX.…
-    )
+    vet_thuong_tp: int | None = None  # "1" only when used to treat a recurring war wound or illness of an el…
+    pp_vo_cam: int | None = None  # Anaesthesia method: 1 general, 2 regional/local, 3 acupuncture anaesthesi…
+    vi_tri_th_dvkt: int | None = None  # Body-site code of the surgery/procedure; applies once MoH publishes…
+    ma_may: str | None = None  # Code(s) of the machine(s) used for the CLS service, surgery or procedure (XX…
     ma_hieu_sp: str | None = None  # Manufacturer's product code of the supply (model, serial or IMEI number)
     tai_su_dung: int | None = None  # "1" for a reusable supply; otherwise empty
     du_phong: str | None = None  # Reserved field for future use
@@ -346,13 +218,9 @@ class ClsResult:
     TABLE: ClassVar[str] = "XML4"
 
     ma_dich_vu: str | None = None  # CLS service code (QĐ 7603/QĐ-BYT annex 1)
-    ma_chi_so: str | None = (
-        None  # Index code of the lab test, imaging or function test (QĐ 7603/QĐ-BYT annex 11…
-    )
+    ma_chi_so: str | None = None  # Index code of the lab test, imaging or function test (QĐ 7603/QĐ-BYT anne…
     ten_chi_so: str | None = None  # Name of the index (QĐ 7603/QĐ-BYT annex 11)
-    gia_tri: str | None = (
-        None  # Result value; empty if the patient was discharged before the result was avail…
-    )
+    gia_tri: str | None = None  # Result value; empty if the patient was discharged before the result was ava…
     don_vi_do: str | None = None  # Unit of measure of the index
     mo_ta: str | None = None  # Description written by the reader of the result; empty if no result
     ket_luan: str | None = None  # Conclusion of the reader of the result; empty if no result
@@ -373,9 +241,7 @@ class ClinicalNote:
     hoi_chan: str | None = None  # Result of a case conference (hội chẩn), if any
     phau_thuat: str | None = None  # Description of the surgery or procedure, if any
     thoi_diem_dbls: datetime | None = None  # Time of the clinical-course entry
-    nguoi_thuc_hien: str | None = (
-        None  # Health ID of the staff member who wrote the entry (main author first when sev…
-    )
+    nguoi_thuc_hien: str | None = None  # Health ID of the staff member who wrote the entry (main author firs…
     du_phong: str | None = None  # Reserved field for future use
 
 
@@ -394,28 +260,18 @@ class HivCare:
     ma_bac_phac_do_bd: int | None = None  # Regimen line at ARV start when the regimen is "Other": 1, 2 or 3
     ma_lydo_dtri: int | None = None  # Reason for registering this treatment phase at the facility (1–5)
     loai_dtri_lao: int | None = None  # TB treatment type: 0 none, 1 latent TB, 2 TB, 3 drug-resistant TB
-    sang_loc_lao: int | None = (
-        None  # TB screening method: 1 none, 2 symptoms, 3 chest X-ray, 4 C-reactive protein…
-    )
-    phacdo_dtri_lao: int | None = (
-        None  # Regimen code for drug-susceptible TB, drug-resistant TB in people with HIV, o…
-    )
+    sang_loc_lao: int | None = None  # TB screening method: 1 none, 2 symptoms, 3 chest X-ray, 4 C-reactive p…
+    phacdo_dtri_lao: int | None = None  # Regimen code for drug-susceptible TB, drug-resistant TB in people w…
     ngaybd_dtri_lao: date | None = None  # Start date of TB or latent-TB treatment at the facility
     ngaykt_dtri_lao: date | None = None  # End date of TB or latent-TB treatment; empty if still ongoing
     kq_dtri_lao: int | None = None  # TB / latent-TB treatment result (1–7)
-    ma_lydo_xntl_vr: int | None = (
-        None  # Reason for the viral-load test: 1 routine, 2 suspected treatment failure, 3 o…
-    )
+    ma_lydo_xntl_vr: int | None = None  # Reason for the viral-load test: 1 routine, 2 suspected treatment fa…
     ngay_xn_tlvr: date | None = None  # Sample date of the viral-load test
     kq_xntl_vr: int | None = None  # Viral-load result code (copies/ml bands, 1–5)
     ngay_kq_xn_tlvr: date | None = None  # Result date of the viral-load test
-    ma_loai_bn: int | None = (
-        None  # Patient type: 1 HIV-infected, 2 HIV-exposed infant, 3 pre-exposure prophylaxi…
-    )
+    ma_loai_bn: int | None = None  # Patient type: 1 HIV-infected, 2 HIV-exposed infant, 3 pre-exposure proph…
     giai_doan_lam_sang: int | None = None  # Clinical stage: 1–4 (stage I–IV)
-    nhom_doi_tuong: int | None = (
-        None  # Population-group code (0 people who use drugs, 1 sex workers, 2 men who have…
-    )
+    nhom_doi_tuong: int | None = None  # Population-group code (0 people who use drugs, 1 sex workers, 2 men…
     ma_tinh_trang_dk: str | None = None  # Status code(s) at the visit (1–9)
     lan_xn_pcr: int | None = None  # PCR test round (1–3); HIV-exposed infants under 18 months only
     ngay_xn_pcr: date | None = None  # PCR test date
@@ -423,14 +279,10 @@ class HivCare:
     ma_kq_xn_pcr: int | None = None  # PCR (first test) result: 0 negative, 1 positive
     ngay_nhan_tt_mang_thai: date | None = None  # Date the pregnancy information was received
     ngay_bat_dau_dt_ctx: date | None = None  # Start date of cotrimoxazole (CTX) treatment
-    ma_xu_tri: str | None = (
-        None  # Management code(s): 1 ARV, 2 TB treatment, 3 TB prevention, 4 cotrimoxazole,…
-    )
+    ma_xu_tri: str | None = None  # Management code(s): 1 ARV, 2 TB treatment, 3 TB prevention, 4 cotrimoxazo…
     ngay_bat_dau_xu_tri: date | None = None  # Start date of the ARV treatment period (MA_XU_TRI "1")
     ngay_ket_thuc_xu_tri: date | None = None  # End date of the ARV treatment period (MA_XU_TRI "1")
-    ma_phac_do_dieu_tri: str | None = (
-        None  # HIV/AIDS regimen code of this treatment period (QĐ 5937/QĐ-BYT annex 10)
-    )
+    ma_phac_do_dieu_tri: str | None = None  # HIV/AIDS regimen code of this treatment period (QĐ 5937/QĐ-BYT…
     ma_bac_phac_do: int | None = None  # Regimen line of this period when the regimen is "Other": 1, 2 or 3
     so_ngay_cap_thuoc_arv: int | None = None  # Number of days of ARV dispensed
     ngay_chuyen_phac_do: date | None = None  # Date of the regimen change
@@ -454,19 +306,13 @@ class DischargePaper:
     pp_dieutri: str | None = None  # Treatment method (TT 18/2022/TT-BYT)
     ma_bs: str | None = None  # Health ID (BHXH number) of the head or authorised deputy head of department w…
     ten_bs: str | None = None  # Full name of the head or authorised deputy head of department who signs
-    ngay_ct: date | None = (
-        None  # Date of the discharge paper (date the head or deputy head of department issue…
-    )
+    ngay_ct: date | None = None  # Date of the discharge paper (date the head or deputy head of department is…
     ma_cha: str | None = None  # Father's health ID (BHXH number) when the patient is a child under 16; empty…
     ma_me: str | None = None  # Mother's health ID (BHXH number) when the patient is a child under 16; empty…
-    ma_the_tam: str | None = (
-        None  # Temporary BHYT card number of a newborn or organ donor not yet issued a card…
-    )
+    ma_the_tam: str | None = None  # Temporary BHYT card number of a newborn or organ donor not yet issued a…
     ho_ten_cha: str | None = None  # Father's full name when the patient is a child under 16; empty if none
     ho_ten_me: str | None = None  # Mother's full name when the patient is a child under 16; empty if none
-    so_ngay_nghi: int | None = (
-        None  # Number of days the patient needs to rest for out-patient treatment after disc…
-    )
+    so_ngay_nghi: int | None = None  # Number of days the patient needs to rest for out-patient treatment aft…
     ngoaitru_tungay: date | None = None  # First day of out-patient rest after discharge
     ngoaitru_denngay: date | None = None  # Last day of out-patient rest after discharge
     du_phong: str | None = None  # Reserved field for future use
@@ -481,21 +327,15 @@ class RecordSummary:
     ho_ten_cha: str | None = None  # Father's full name from the medical record, if any
     ho_ten_me: str | None = None  # Mother's full name from the medical record, if any
     nguoi_giam_ho: str | None = None  # Guardian's full name from the medical record, if any
-    don_vi: str | None = (
-        None  # Beneficiary's employer (where the patient works and pays social insurance), a…
-    )
+    don_vi: str | None = None  # Beneficiary's employer (where the patient works and pays social insurance),…
     qt_benhly: str | None = None  # Disease history and clinical course
     tomtat_kq: str | None = None  # Summary of CLS results with diagnostic value
     pp_dieutri: str | None = None  # Treatment method (TT 18/2022/TT-BYT)
     ngay_sinhcon: date | None = None  # Baby's date of birth, when the baby died after birth
     ngay_conchet: date | None = None  # Date the baby died, when the baby died after birth
     so_conchet: int | None = None  # Number of babies who died after birth
-    ngay_ct: date | None = (
-        None  # Date of the record summary (date the head or deputy head of department issued…
-    )
-    ma_the_tam: str | None = (
-        None  # Temporary BHYT card number of a newborn or organ donor not yet issued a card…
-    )
+    ngay_ct: date | None = None  # Date of the record summary (date the head or deputy head of department iss…
+    ma_the_tam: str | None = None  # Temporary BHYT card number of a newborn or organ donor not yet issued a…
     du_phong: str | None = None  # Reserved field for future use
 
 
@@ -514,12 +354,8 @@ class BirthCertificate:
     ngaycap_cccd_nnd: date | None = None  # Issue date of that identity document
     noicap_cccd_nnd: str | None = None  # Issuing place of that identity document
     noi_cu_tru_nnd: str | None = None  # Current address of the mother or caregiver
-    ma_quoctich: str | None = (
-        None  # Nationality code of the mother or caregiver (annex 2 of TT 07/2016/TT-BCA)
-    )
-    matinh_cu_tru: str | None = (
-        None  # Province of residence of the mother or caregiver (last 2 characters of the pr…
-    )
+    ma_quoctich: str | None = None  # Nationality code of the mother or caregiver (annex 2 of TT 07/2016/TT-B…
+    matinh_cu_tru: str | None = None  # Province of residence of the mother or caregiver (last 2 characters o…
     mahuyen_cu_tru: str | None = None  # District of residence of the mother or caregiver
     maxa_cu_tru: str | None = None  # Commune/ward of residence of the mother or caregiver
     ho_ten_cha: str | None = None  # Full name of the baby's father
@@ -532,22 +368,16 @@ class BirthCertificate:
     can_nang_con: int | None = None  # Baby's weight in grams (3.6 kg = 3600)
     ngay_sinh_con: datetime | None = None  # Baby's time of birth
     noi_sinh_con: str | None = None  # Place of birth (facility name and administrative address …)
-    tinh_trang_con: str | None = (
-        None  # Baby's condition when the certificate is made (healthy, weak, malformation …)
-    )
+    tinh_trang_con: str | None = None  # Baby's condition when the certificate is made (healthy, weak, malfor…
     sinhcon_phauthuat: int | None = None  # Surgical delivery: 1 yes, 0 no
     sinhcon_duoi32tuan: int | None = None  # Birth before 32 weeks: 1 yes, 0 no
-    ghi_chu: str | None = (
-        None  # Mandatory note for surgical births and/or births before 32 weeks (prescribed…
-    )
+    ghi_chu: str | None = None  # Mandatory note for surgical births and/or births before 32 weeks (prescribe…
     nguoi_do_de: str | None = None  # Full name of the birth attendant
     nguoi_ghi_phieu: str | None = None  # Full name of the person who filled in the form
     ngay_ct: date | None = None  # Issue date of the birth certificate (solar calendar)
     so: str | None = None  # Number of the birth certificate at the facility
     quyen_so: str | None = None  # Book (volume) number of the birth certificate at the facility
-    ma_ttdv: str | None = (
-        None  # Health ID (BHXH number) of the head of the facility issuing the birth certifi…
-    )
+    ma_ttdv: str | None = None  # Health ID (BHXH number) of the head of the facility issuing the birth certi…
     du_phong: str | None = None  # Reserved field for future use
 
 
@@ -576,32 +406,22 @@ class SickLeaveCertificate:
     TABLE: ClassVar[str] = "XML11"
 
     so_ct: str | None = None  # Document number: archive code of the sick-leave certificate at the facility
-    so_seri: str | None = (
-        None  # Identifier of the certificate for each treatment episode, set by the facility
-    )
+    so_seri: str | None = None  # Identifier of the certificate for each treatment episode, set by the facili…
     so_kcb: str | None = None  # Internal record number (TT 18/2022/TT-BYT annex 7)
-    don_vi: str | None = (
-        None  # Employer of the social-insurance beneficiary (for a sick child, see the appen…
-    )
+    don_vi: str | None = None  # Employer of the social-insurance beneficiary (for a sick child, see the appe…
     ma_bhxh: str | None = None  # BHXH (social-insurance) number of the patient
     pp_dieutri: str | None = None  # Treatment method (TT 18/2022/TT-BYT)
     ma_dinh_chi_thai: int | None = None  # Pregnancy termination: 1 terminated, 0 not terminated
     nguyennhan_dinhchi: str | None = None  # Cause of the pregnancy termination
     tuoi_thai: int | None = None  # Gestational age in weeks (1 to 42)
-    so_ngay_nghi: int | None = (
-        None  # Number of days of leave, by health condition (at most 30 days per issue, with…
-    )
+    so_ngay_nghi: int | None = None  # Number of days of leave, by health condition (at most 30 days per issu…
     tu_ngay: date | None = None  # First day of the benefit; must equal the examination date
     den_ngay: date | None = None  # Last day of the benefit
     ho_ten_cha: str | None = None  # Father's full name when the patient is a child under 7
     ho_ten_me: str | None = None  # Mother's full name when the patient is a child under 7
     ma_bs: str | None = None  # Health ID (BHXH number) of the head/deputy head of department or authorised p…
-    ngay_ct: date | None = (
-        None  # Issue date of the certificate; must equal the date the worker was examined (m…
-    )
-    ma_the_tam: str | None = (
-        None  # Temporary BHYT card number of a newborn or organ donor not yet issued a card…
-    )
+    ngay_ct: date | None = None  # Issue date of the certificate; must equal the date the worker was examined…
+    ma_the_tam: str | None = None  # Temporary BHYT card number of a newborn or organ donor not yet issued a…
     mau_so: str | None = None  # Form code: "CT07" identifies the social-insurance sick-leave certificate
     du_phong: str | None = None  # Reserved field for future use
 
@@ -625,9 +445,7 @@ class Referral:
     phuongtien_vc: str | None = None  # Means of transport used for the referral
     hoten_nguoi_ht: str | None = None  # Full name of the escort, if any
     chucdanh_nguoi_ht: str | None = None  # Title and qualification of the escort, if any
-    ma_bac_si: str | None = (
-        None  # Practising-certificate code of the doctor or physician assistant who examined…
-    )
+    ma_bac_si: str | None = None  # Practising-certificate code of the doctor or physician assistant who exam…
     du_phong: str | None = None  # Reserved field for future use
 
 
@@ -637,13 +455,9 @@ class FollowUp:
 
     TABLE: ClassVar[str] = "XML14"
 
-    so_giayhen_kl: str | None = (
-        None  # Follow-up appointment slip number (form 5 of the annex to NĐ 75/2023/NĐ-CP)
-    )
+    so_giayhen_kl: str | None = None  # Follow-up appointment slip number (form 5 of the annex to NĐ 75/2023/…
     ngay_hen_kl: datetime | None = None  # Time of the follow-up appointment
-    ma_bac_si: str | None = (
-        None  # Practising-certificate code of the doctor or physician assistant who examined
-    )
+    ma_bac_si: str | None = None  # Practising-certificate code of the doctor or physician assistant who exam…
     ngay_ct: date | None = None  # Issue date of the follow-up appointment slip
     du_phong: str | None = None  # Reserved field for future use
 
@@ -654,26 +468,16 @@ class TbTreatment:
 
     TABLE: ClassVar[str] = "XML15"
 
-    phanloai_lao_vitri: int | None = (
-        None  # TB classification by anatomical site: 1 pulmonary, 2 extrapulmonary
-    )
+    phanloai_lao_vitri: int | None = None  # TB classification by anatomical site: 1 pulmonary, 2 extrapulmon…
     phanloai_lao_ts: int | None = None  # TB classification by treatment history (1–6)
-    phanloai_lao_hiv: int | None = (
-        None  # TB classification by HIV status: 1 TB/HIV+, 2 TB/HIV−, 3 HIV status unknown
-    )
+    phanloai_lao_hiv: int | None = None  # TB classification by HIV status: 1 TB/HIV+, 2 TB/HIV−, 3 HIV statu…
     phanloai_lao_vk: int | None = None  # TB classification by bacteriological evidence: 1 with, 2 without
     phanloai_lao_kt: int | None = None  # TB classification by drug resistance (1–6)
-    loai_dtri_lao: int | None = (
-        None  # TB treatment type: 0 none, 1 latent TB, 2 drug-susceptible TB, 3 drug-resista…
-    )
+    loai_dtri_lao: int | None = None  # TB treatment type: 0 none, 1 latent TB, 2 drug-susceptible TB, 3 drug…
     ngaybd_dtri_lao: date | None = None  # Start date of TB or latent-TB treatment at the facility
-    phacdo_dtri_lao: int | None = (
-        None  # TB regimen code (1 A1 2HRZE/4RHE, 2 A2, 3 A1a, 4 A2a, 5 B1, 6 B2, 7 …; list a…
-    )
+    phacdo_dtri_lao: int | None = None  # TB regimen code (1 A1 2HRZE/4RHE, 2 A2, 3 A1a, 4 A2a, 5 B1, 6 B2, 7…
     ngaykt_dtri_lao: date | None = None  # End date of TB or latent-TB treatment; empty if still ongoing
-    ket_qua_dtri_lao: int | None = (
-        None  # TB treatment outcome (1 cured, 2 treatment completed, 3 failed, …; list abrid…
-    )
+    ket_qua_dtri_lao: int | None = None  # TB treatment outcome (1 cured, 2 treatment completed, 3 failed, …;…
     ngaykd_hiv: date | None = None  # Date HIV infection was confirmed; empty for exposure treatment
     bddt_arv: date | None = None  # Date the patient first received ARV in the care programme
     ngay_bat_dau_dt_ctx: date | None = None  # Start date of cotrimoxazole (CTX) treatment
