@@ -28,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 
 from worker.bootstrap import build_pipeline
-from worker.celery_app import create_celery
+from worker.celery_app import BACKFILL_QUEUE, DISCOVERY_QUEUE, SUBMISSION_QUEUE, create_celery
 from worker.config import load_settings
 from worker.domain.values import VIETNAM_TZ
 from worker.ledger import audit, migrate
@@ -247,7 +247,17 @@ class DemoStack:
         self.workers.append(process)
         return process
 
+    def declare_queues(self) -> None:
+        """Create the queues before any worker starts: workers racing to create them on the embedded SQLite
+        broker hit kombu's UNIQUE(kombu_queue.name) and die."""
+        with self.celery.connection_for_write() as connection:
+            channel = connection.default_channel
+            for name in (SUBMISSION_QUEUE, DISCOVERY_QUEUE, BACKFILL_QUEUE):
+                self.celery.amqp.queues.select_add(name)
+                self.celery.amqp.queues[name].bind(channel).declare()
+
     def start_workers(self, count: int) -> None:
+        self.declare_queues()
         for _ in range(count):
             self.start_worker()
         self.progress(f"{count} Celery worker process(es) on {self.settings.broker_url.split(':', 1)[0]}")
