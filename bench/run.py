@@ -494,8 +494,9 @@ def scale_section() -> list[str]:
         "",
         f"From var/bench/scale-latest.json, {scale.get('started')} – {scale.get('finished')}.",
         "",
-        "| Encounters | elapsed s | accepted/s | per tenth (accepted/s) | worker CPU ms/enc | peak RSS MB | flat ±20 % | < 300 MB | disturbed |",
-        "|---:|---:|---:|---|---:|---:|---|---|---|",
+        "| Encounters | elapsed s | accepted/s | per tenth (accepted/s) | worker CPU ms/enc | peak RSS MB "
+        "| flat ±20 % | < 300 MB | re-dispatched | disturbed |",
+        "|---:|---:|---:|---|---:|---:|---|---|---:|---|",
     ]
     for run in scale.get("runs", []):
         memory = run.get("memory") or {}
@@ -504,9 +505,21 @@ def scale_section() -> list[str]:
             f"{', '.join(str(v) for v in run.get('throughput_per_tenth') or [])} | "
             f"{get(run, 'cpu_ms_per_encounter', 'workers')} | {memory.get('peak_mb')} | "
             f"{verdict(memory.get('all_flat'))} | {verdict(memory.get('under_300_mb'))} | "
-            f"{'yes' if run.get('disturbed_by_service_restart') else 'no'} |"
+            f"{run.get('redispatched_versions', '–')} | {'yes' if run.get('disturbed_by_service_restart') else 'no'} |"
         )
     lines.append("")
+    for run in scale.get("runs", []):
+        processes = get(run, "memory", "processes") or {}
+        lines += [
+            f"RSS per worker process, {run['encounters']:,} encounters (MB: at 10 % / peak after / end): "
+            + "; ".join(
+                f"{name} {value.get('at_10_percent_mb')} / {value.get('peak_after_10_percent_mb')} / {value.get('end_mb')}"
+                for name, value in sorted(processes.items())
+            )
+            + (f". Note: {run['note']}" if run.get("note") else "")
+            + ".",
+            "",
+        ]
     return lines
 
 
@@ -567,7 +580,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the harness")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--only", action="append", choices=sorted(JOBS), help="run only these (repeatable)")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render the page from var/bench/last-run.json (e.g. after a scale run), measuring nothing",
+    )
     args = parser.parse_args()
+    if args.render_only:
+        saved = json.loads(RAW_RESULTS.read_text(encoding="utf-8"))
+        meta = saved.pop("_run")
+        args.output.write_text(
+            render(saved, meta["machine"], meta["seconds"], meta["quick"]), encoding="utf-8"
+        )
+        progress(f"run: re-rendered {args.output} from {RAW_RESULTS}")
+        return
     machine = machine_description()
     started = time.perf_counter()
     results: dict[str, Any] = {}
@@ -577,7 +603,8 @@ def main() -> None:
         results[name] = run_job(name, quick if args.quick else full)
     total = time.perf_counter() - started
     RAW_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RAW_RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    saved = {**results, "_run": {"machine": machine, "seconds": total, "quick": args.quick}}
+    RAW_RESULTS.write_text(json.dumps(saved, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(results, machine, total, args.quick), encoding="utf-8")
     progress(f"run: wrote {args.output} in {total:.0f} s")
