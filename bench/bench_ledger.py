@@ -25,6 +25,7 @@ import itertools
 import statistics
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -156,7 +157,8 @@ def main() -> None:
     parser.add_argument("--register", type=int, default=1000, help="refs per discovery page")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    batch, records, repeats = args.batch, args.records, args.repeats
+    batch, records, repeats = int(args.batch), int(args.records), int(args.repeats)
+    per_page = int(args.register)
     signed = sample_envelope()
     with scratch_database("ledger") as (url, kind):
         engine = create_ledger_engine(url)
@@ -172,7 +174,9 @@ def main() -> None:
         }
 
         progress("ledger: register_refs")
-        batched = [timed(lambda: len(registered_items(engine, args.register))) for _ in range(repeats)]
+        batched = [
+            timed(partial(lambda size: len(registered_items(engine, size)), per_page)) for _ in range(repeats)
+        ]
 
         def register_each() -> int:
             for ref in fresh_refs(records):
@@ -182,7 +186,7 @@ def main() -> None:
 
         single = [timed(register_each) for _ in range(repeats)]
         result["register"] = {
-            "batched": case(batched, transaction=f"{args.register} encounters per transaction"),
+            "batched": case(batched, transaction=f"{per_page} encounters per transaction"),
             "per_row_commit": case(single, transaction="one encounter per transaction"),
         }
 
@@ -191,9 +195,9 @@ def main() -> None:
         single = []
         for _ in range(repeats):
             items = registered_items(engine, records)
-            batched.append(timed(lambda items=items: writes_batched(engine, items, signed, batch)))
+            batched.append(timed(partial(writes_batched, engine, items, signed, batch)))
             items = registered_items(engine, records)
-            single.append(timed(lambda items=items: writes_per_commit(engine, items, signed)))
+            single.append(timed(partial(writes_per_commit, engine, items, signed)))
         result["delivery_writes"] = {
             "batched": case(
                 batched, transaction=f"3 transactions per batch of {batch} (built, signed, attempt)"

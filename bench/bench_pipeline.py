@@ -104,7 +104,7 @@ class SignxmlSigner:
 
         self._etree = etree
         self._key = key
-        self._certificate = certificate_pem
+        self._certificate = certificate_pem.decode("ascii")  # signxml takes PEM text
         self._signer = XMLSigner(
             method=methods.enveloped,
             signature_algorithm="rsa-sha256",
@@ -512,10 +512,9 @@ def main() -> None:
     with BenchStack(encounters=n, bad_share=0.0, log_level=args.log_level, sqlite_only=args.sqlite) as stack:
         progress(f"pipeline: {n} encounters seeded in {stack.seed_seconds:.1f} s ({stack.database_kind})")
         pipeline = stack.pipeline()
-        probe = build_claim(
-            pipeline.source().load(next(iter(pipeline.source().discover(None))).his_key),
-            pipeline.payload_options,
-        ).document
+        first = pipeline.source().load(next(iter(pipeline.source().discover(None))).his_key)
+        assert first is not None
+        probe = build_claim(first, pipeline.payload_options).document
         signer, fallback_reason = comparator_signer(stack, probe)
         naive = Straightforward(stack, signer)
         try:

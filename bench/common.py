@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed; bench/ is outside mypy's scope
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -189,7 +189,7 @@ def cpu_model() -> str:
 def machine_description() -> dict[str, Any]:
     import lxml.etree
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)

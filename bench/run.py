@@ -370,7 +370,7 @@ def counted_section(pipeline: dict[str, Any]) -> list[str]:
         f"- **Setup**: {pipeline.get('database', '?')} scratch databases for the demo HIS and the ledger, "
         f"{pipeline.get('encounters', '?')} encounters without defects, batches of {pipeline.get('batch_size', '?')},"
         " the gateway simulator in a child process (no faults, in-memory, signatures required but not verified),"
-        " the client-side rate limit lifted. Each repeat starts from an empty ledger and a reset simulator;"
+        " the client-side rate limit lifted, `signer.verify_before_send` off (its default). Each repeat starts from an empty ledger and a reset simulator;"
         f" {pipeline.get('repeats', '?')} interleaved repeats of each pipeline after one warm-up each; medians.",
         f"- **Straightforward pipeline**: {get(pipeline, 'straightforward', 'includes') or ''}. Signer: "
         f"{get(pipeline, 'straightforward', 'comparator_signer') or '?'}"
@@ -402,7 +402,7 @@ def where_time_goes(pipeline: dict[str, Any]) -> list[str]:
         ("Build + validate (`build_claim`)", cpu.get("build_and_validate")),
         ("Sign (file key)", cpu.get("sign_file_key")),
         ("Submit over HTTP (incl. form encoding below)", cpu.get("submit_http_incl_encoding")),
-        ("  of which form encoding (urllib `urlencode`)", cpu.get("form_encoding_only")),
+        ("  of which form encoding (`protocol.encode_form`)", cpu.get("form_encoding_only")),
         ("Ledger + audit + evidence + discovery + logging (remainder)", stages.get("ours_ledger_and_rest")),
     ]
     for label, value in parts:

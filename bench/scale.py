@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed; bench/ is outside mypy's scope
 import sqlalchemy as sa
 
 from bench.common import cpu_seconds, emit, machine_description, postgres_server_pids, progress
