@@ -218,13 +218,13 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], float | None]:
     )
     table.section("Gateway client and evidence")
     table.add(
-        "Form encoding of the signed file (`protocol.encode_form`, urllib)",
+        "Form encoding of the signed file (`protocol.encode_form`)",
         get(steps, "gateway_form_encoding", "cpu_ms"),
         "CPU",
         "bench_steps, ~23.5 KB envelope",
     )
     table.add(
-        "Same bytes by replacing `+ / =` directly (candidate)",
+        "Same bytes by replacing `+ / =` directly (lower bound)",
         get(steps, "gateway_form_encoding_direct", "cpu_ms"),
         "CPU",
         f"identical bytes: {get(steps, 'gateway_form_encoding_direct', 'identical_bytes')}",
@@ -507,7 +507,15 @@ def scale_section() -> list[str]:
             f"{verdict(memory.get('all_flat'))} | {verdict(memory.get('under_300_mb'))} | "
             f"{run.get('redispatched_versions', '–')} | {'yes' if run.get('disturbed_by_service_restart') else 'no'} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "*re-dispatched*: versions the driver's dispatch-due pass (every 30 s, as the beat) enqueued again because "
+        "their message had been waiting longer than `delivery.stuck_after_s` (900 s): a backlog longer than "
+        "that, or messages lost when Redis restarted. Duplicates are harmless (the lease and the state skip "
+        "done versions) but cost broker traffic and claims. *disturbed*: PostgreSQL or Redis restarted during "
+        "the run (other jobs on this machine restart them).",
+        "",
+    ]
     for run in scale.get("runs", []):
         processes = get(run, "memory", "processes") or {}
         lines += [

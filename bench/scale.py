@@ -263,8 +263,8 @@ def run_size(size: int, workers_count: int, interval_s: float) -> dict[str, Any]
     summary = summarise(size, workers_count, broker_kind, stack, observed=observed, simulator=simulator)
     if observed.disturbed:
         summary["note"] = (
-            "PostgreSQL or Redis was restarted by another job during the run: stalls and "
-            "re-dispatched versions are that, not the worker"
+            "PostgreSQL or Redis was restarted by another job during the run: the stalls (lost messages wait "
+            "for dispatch-due after stuck_after_s) are that, not the worker"
         )
     return summary
 
