@@ -239,7 +239,7 @@ def run_size(size: int, workers_count: int, interval_s: float) -> dict[str, Any]
     from worker.celery_app import create_celery
 
     url, broker_kind = broker_url()
-    with BenchStack(encounters=size, bad_share=0.0, log_level="WARNING") as stack:
+    with BenchStack(encounters=size, bad_share=0.0, log_level="WARNING", keep_files=False) as stack:
         progress(f"scale: {size} encounters seeded in {stack.seed_seconds:.0f} s ({stack.database_kind})")
         broker = url or f"sqla+sqlite:///{stack.directory / 'broker.sqlite3'}"
         sections = stack.sections(broker={"url": broker}, logging={"level": "WARNING", "format": "json"})

@@ -9,6 +9,7 @@ is lifted (``rate_per_s``): it is a politeness setting towards BHXH, not work, a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -42,12 +43,15 @@ class BenchStack:
         seed: int = 2026,
         log_level: str = "INFO",
         sqlite_only: bool = False,
+        keep_files: bool = True,
     ) -> None:
         self.encounters = encounters
         self.bad_share = bad_share
         self.seed = seed
         self.log_level = log_level
         self.sqlite_only = sqlite_only
+        # The simulator keeps every accepted file in memory by default: ~20 KB each, 20 GB for a million.
+        self.keep_files = keep_files
         self._stack = ExitStack()
         self.database_kind = ""
         self.seed_seconds = 0.0
@@ -95,8 +99,15 @@ class BenchStack:
         )
         self.seed_seconds = report.seconds
         self.seeded_bad = report.bad
+        simulator_config = self.directory / "simulator.json"
+        simulator_config.write_text(json.dumps({"keep_files": self.keep_files}), encoding="utf-8")
         self.simulator = self._stack.enter_context(
-            spawn_simulator(state_dir=None, startup_timeout_s=90, extra_args=["--token-lifetime", "86400"])
+            spawn_simulator(
+                config_file=simulator_config,
+                state_dir=None,
+                startup_timeout_s=90,
+                extra_args=["--token-lifetime", "86400"],
+            )
         )
         self.settings = self.make_settings()
 
