@@ -31,7 +31,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import sqlalchemy as sa
 
 from bench.common import cpu_seconds, emit, machine_description, postgres_server_pids, progress
 from bench.stack import BenchStack
+from worker.demo import worker_command_line
 from worker.ledger.schema import versions
 from worker.ledger.states import ACTIVE
 from worker.pipeline import discovery
@@ -103,24 +103,9 @@ class Workers:
         self.processes: list[subprocess.Popen[bytes]] = []
         for index in range(count):
             log = (directory / f"worker{index}.log").open("ab")
-            command = [
-                sys.executable,
-                "-m",
-                "worker.cli.app",
-                "--config",
-                str(config),
-                "worker",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-Q",
-                "submission",
-                "-Q",
-                "discovery",
-                "--hostname",
-                f"bench{index}-{os.getpid()}@%h",
-            ]
+            command = worker_command_line(
+                config, f"bench{index}-{os.getpid()}@%h", ("submission", "discovery")
+            )
             environment = dict(os.environ, VNEID_CONFIG=str(config))
             self.processes.append(
                 subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)

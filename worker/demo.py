@@ -219,26 +219,7 @@ class DemoStack:
         index = len(self.workers)
         log = (self.directory / f"worker{index}.log").open("ab")
         process = subprocess.Popen(  # noqa: S603  # our own interpreter and CLI
-            [
-                sys.executable,
-                "-m",
-                "worker.cli.app",
-                "--config",
-                str(self.config),
-                "worker",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-Q",
-                "submission",
-                "-Q",
-                "discovery",
-                "-Q",
-                "backfill",
-                "--hostname",
-                f"demo{index}-{os.getpid()}@%h",
-            ],
+            worker_command_line(self.config, f"demo{index}-{os.getpid()}@%h"),
             env=dict(os.environ, VNEID_CONFIG=str(self.config)),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -368,6 +349,28 @@ class DemoStack:
             bad_expected=self.seeded.bad,
             elapsed_s=time.monotonic() - self.started,
         )
+
+
+def worker_command_line(
+    config: Path, hostname: str, queues: tuple[str, ...] = (SUBMISSION_QUEUE, DISCOVERY_QUEUE, BACKFILL_QUEUE)
+) -> list[str]:
+    """One single-process prefork worker consuming ``queues``, as the demo, tests and benchmarks start it."""
+    queue_args = [arg for queue in queues for arg in ("-Q", queue)]
+    return [
+        sys.executable,
+        "-m",
+        "worker.cli.app",
+        "--config",
+        str(config),
+        "worker",
+        "-c",
+        "1",
+        "--pool",
+        "prefork",
+        *queue_args,
+        "--hostname",
+        hostname,
+    ]
 
 
 def _restore_env(name: str, value: str | None) -> None:
