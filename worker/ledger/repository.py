@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -24,6 +24,7 @@ from worker.ledger.states import ACTIVE, State
 from worker.ports import Cursor, EncounterRef
 
 T = TypeVar("T")
+K = TypeVar("K")
 _CHUNK = 500  # keeps IN (...) lists and executemany batches at a size every dialect handles well
 
 
@@ -247,186 +248,291 @@ def release(conn: sa.Connection, version_ids: Sequence[int]) -> None:
 
 
 # ------------------------------------------------------------------------------------ state changes
+#
+# Each ``record_*_many`` handles a whole batch with a fixed number of statements (executemany for per-row
+# values) and one audit append, whatever the batch size: per-row UPDATEs and one chain-head read per event were
+# half of the worker's CPU per encounter. The singular forms are the same code with a batch of one.
 
 
-def _set_encounter_state(conn: sa.Connection, ma_lk: str, version_id: int, state: State) -> None:
-    values: dict[str, object] = {"current_version_id": version_id, "state": state}
+def _rounds(entries: Sequence[T], key: Callable[[T], K]) -> Iterator[list[T]]:
+    """Split ``entries`` into consecutive rounds in which every key occurs once, keeping their order.
+
+    Two versions of one encounter in the same batch must be recorded one after the other (the later one
+    supersedes the earlier), exactly as if the batch were processed row by row."""
+    pending = list(entries)
+    while pending:
+        seen: set[K] = set()
+        this_round: list[T] = []
+        later: list[T] = []
+        for entry in pending:
+            (later if key(entry) in seen else this_round).append(entry)
+            seen.add(key(entry))
+        yield this_round
+        pending = later
+
+
+def _update_by_key(
+    conn: sa.Connection,
+    table: sa.Table,
+    key_column: str,
+    rows: Sequence[dict[str, object]],
+    *,
+    also: dict[str, sa.ColumnElement[Any]] | None = None,
+) -> None:
+    """``UPDATE table SET <row's other keys>, <also> WHERE key_column = row[key_column]`` for every row, as
+    one executemany per distinct set of columns (rows of a batch rarely differ in shape)."""
+    by_shape: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for row in rows:
+        shape = tuple(sorted(name for name in row if name != key_column))
+        by_shape.setdefault(shape, []).append({f"b_{name}": value for name, value in row.items()})
+    for shape, params in by_shape.items():
+        statement = (
+            sa.update(table)
+            .where(table.c[key_column] == sa.bindparam(f"b_{key_column}"))
+            .values({name: sa.bindparam(f"b_{name}") for name in shape})
+            .values(also or {})
+        )
+        for chunk in _chunks(params):
+            conn.execute(statement, list(chunk))
+
+
+def _encounter_state(ma_lk: str, version_id: int, state: State, now: datetime) -> dict[str, object]:
+    """The encounter shows its newest version's state (and when it was accepted)."""
+    row: dict[str, object] = {"ma_lk": ma_lk, "current_version_id": version_id, "state": state.value}
     if state is State.ACCEPTED:
-        values["accepted_at"] = utcnow()
-    conn.execute(sa.update(encounters).where(encounters.c.ma_lk == ma_lk).values(**values))
+        row["accepted_at"] = now
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class _Twin:
+    """Another version of the same encounter with the same content (unique per MA_LK + content hash)."""
+
+    id: int
+    state: State
+    signed: bool
+
+
+def _twins(conn: sa.Connection, wanted: Sequence[tuple[WorkItem, str]]) -> dict[int, _Twin]:
+    """For each (item, content hash): another version of the same encounter with that hash, by item id."""
+    found: dict[int, _Twin] = {}
+    for chunk in _chunks(wanted):
+        by_pair = {(item.ma_lk, digest): item.version_id for item, digest in chunk}
+        rows = conn.execute(
+            sa.select(versions.c.id, versions.c.ma_lk, versions.c.content_hash, versions.c.state,
+                      versions.c.signed_sha256)
+            .where(versions.c.ma_lk.in_({ma_lk for ma_lk, _ in by_pair}),
+                   versions.c.content_hash.in_({digest for _, digest in by_pair}))
+        )  # fmt: skip
+        for row in rows:
+            own = by_pair.get((row.ma_lk, row.content_hash))
+            if own is not None and own != row.id:
+                found[own] = _Twin(row.id, State(row.state), row.signed_sha256 is not None)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A payload that passed validation, ready to be signed."""
+
+    item: WorkItem
+    content_hash: str
+    tables: Sequence[str] = ()
+    warnings: Sequence[str] = ()
+
+
+def record_built_many(conn: sa.Connection, built: Sequence[Built]) -> dict[int, State]:
+    """Built payloads: each becomes a ``built`` version (superseding the encounter's older open ones), or
+    ``unchanged`` when another version of the encounter has the same content. Returns version id → state."""
+    states: dict[int, State] = {}
+    for this_round in _rounds(built, lambda entry: entry.item.ma_lk):
+        states.update(_record_built_round(conn, this_round))
+    return states
+
+
+def _record_built_round(conn: sa.Connection, built: Sequence[Built]) -> dict[int, State]:
+    now = utcnow()
+    twins = _twins(conn, [(entry.item, entry.content_hash) for entry in built])
+    states: dict[int, State] = {}
+    version_rows: list[dict[str, object]] = []
+    encounter_rows: list[dict[str, object]] = []
+    events: list[AuditEvent] = []
+    fresh = [entry for entry in built if entry.item.version_id not in twins]
+    for entry in built:
+        item = entry.item
+        twin = twins.get(item.version_id)
+        if twin is None:
+            continue
+        version_rows.append({"id": item.version_id, "state": State.UNCHANGED.value, "updated_at": now,
+                             "lease_until": None})  # fmt: skip
+        twin_state = twin.state
+        if twin_state is State.SUPERSEDED:
+            # The content went back to an earlier version that was never accepted: send those signed bytes
+            # again, or build it afresh if it was superseded before it was ever signed.
+            twin_state = State.SIGNED if twin.signed else State.DISCOVERED
+            version_rows.append({"id": twin.id, "state": twin_state.value, "next_attempt_at": None,
+                                 "updated_at": now})  # fmt: skip
+        encounter_rows.append(_encounter_state(item.ma_lk, twin.id, twin_state, now))
+        events.append(
+            AuditEvent("unchanged", ma_lk=item.ma_lk, version_id=item.version_id, detail={"same_as": twin.id})
+        )
+        states[item.version_id] = State.UNCHANGED
+    for entry in fresh:
+        item = entry.item
+        version_rows.append({
+            "id": item.version_id, "state": State.BUILT.value, "content_hash": entry.content_hash,
+            "tables": ",".join(entry.tables), "updated_at": now,
+            "issues": {"warnings": list(entry.warnings)} if entry.warnings else None,
+        })  # fmt: skip
+        encounter_rows.append(_encounter_state(item.ma_lk, item.version_id, State.BUILT, now))
+        events.append(
+            AuditEvent("built", ma_lk=item.ma_lk, version_id=item.version_id, request_hash=entry.content_hash,
+                       detail={"tables": list(entry.tables)})
+        )  # fmt: skip
+        states[item.version_id] = State.BUILT
+    superseded: list[tuple[int, str]] = []
+    closable = [s.value for s in ACTIVE | {State.REJECTED, State.QUARANTINED, State.DEAD}]
+    for chunk in _chunks(fresh):
+        superseded += [(row.id, row.ma_lk) for row in conn.execute(
+            sa.update(versions)
+            .where(versions.c.ma_lk.in_([entry.item.ma_lk for entry in chunk]),
+                   versions.c.id.not_in([entry.item.version_id for entry in chunk]),
+                   versions.c.state.in_(closable))
+            .values(state=State.SUPERSEDED, updated_at=now, lease_until=None)
+            .returning(versions.c.id, versions.c.ma_lk)
+        )]  # fmt: skip
+    _update_by_key(conn, versions, "id", version_rows)
+    _update_by_key(conn, encounters, "ma_lk", encounter_rows)
+    events += [AuditEvent("superseded", ma_lk=ma_lk, version_id=vid) for vid, ma_lk in superseded]
+    audit.append(conn, events)
+    return states
 
 
 def record_built(
     conn: sa.Connection, item: WorkItem, *, content_hash: str, tables: Sequence[str], warnings: Sequence[str]
 ) -> State:
-    """A built payload: a new version, or ``unchanged`` when the same content already has a version."""
-    now = utcnow()
-    twin = conn.execute(
-        sa.select(versions.c.id, versions.c.state).where(
-            versions.c.ma_lk == item.ma_lk,
-            versions.c.content_hash == content_hash,
-            versions.c.id != item.version_id,
-        )
-    ).first()
-    if twin is not None:
-        conn.execute(
-            sa.update(versions)
-            .where(versions.c.id == item.version_id)
-            .values(state=State.UNCHANGED, updated_at=now, lease_until=None)
-        )
-        twin_state = State(twin.state)
-        if twin_state is State.SUPERSEDED:
-            # The content went back to an earlier version that was never accepted: send that one again.
-            conn.execute(
-                sa.update(versions)
-                .where(versions.c.id == twin.id)
-                .values(state=State.SIGNED, next_attempt_at=None, updated_at=now)
-            )
-            twin_state = State.SIGNED
-        _set_encounter_state(conn, item.ma_lk, twin.id, twin_state)
-        audit.append(
-            conn,
-            [
-                AuditEvent(
-                    "unchanged", ma_lk=item.ma_lk, version_id=item.version_id, detail={"same_as": twin.id}
-                )
-            ],
-        )
-        return State.UNCHANGED
-    conn.execute(
-        sa.update(versions)
-        .where(versions.c.id == item.version_id)
-        .values(
-            state=State.BUILT,
-            content_hash=content_hash,
-            tables=",".join(tables),
-            updated_at=now,
-            issues={"warnings": list(warnings)} if warnings else None,
-        )
-    )
-    superseded = conn.execute(
-        sa.update(versions)
-        .where(
-            versions.c.ma_lk == item.ma_lk,
-            versions.c.id != item.version_id,
-            versions.c.state.in_([s.value for s in ACTIVE | {State.REJECTED, State.QUARANTINED, State.DEAD}]),
-        )
-        .values(state=State.SUPERSEDED, updated_at=now, lease_until=None)
-        .returning(versions.c.id)
-    ).all()
-    _set_encounter_state(conn, item.ma_lk, item.version_id, State.BUILT)
-    events = [
-        AuditEvent(
-            "built",
-            ma_lk=item.ma_lk,
-            version_id=item.version_id,
-            request_hash=content_hash,
-            detail={"tables": list(tables)},
-        )
-    ]
-    events += [AuditEvent("superseded", ma_lk=item.ma_lk, version_id=row.id) for row in superseded]
-    audit.append(conn, events)
-    return State.BUILT
+    return record_built_many(conn, [Built(item, content_hash, tables, warnings)])[item.version_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An encounter that cannot be sent as it is: its issues name table/field/rule/hint, never a value."""
+
+    item: WorkItem
+    source_hash: str
+    issues: list[dict[str, object]]
+
+
+def record_quarantined_many(conn: sa.Connection, quarantined: Sequence[Quarantined]) -> None:
+    """Failed validation or unreadable in the HIS: kept with every error, the rest of the batch goes on. The
+    same bad content seen again (same source hash) is ``unchanged`` rather than a second quarantine."""
+    for this_round in _rounds(quarantined, lambda entry: entry.item.ma_lk):
+        now = utcnow()
+        twins = _twins(conn, [(entry.item, entry.source_hash) for entry in this_round])
+        version_rows: list[dict[str, object]] = []
+        encounter_rows: list[dict[str, object]] = []
+        for entry in this_round:
+            item, is_twin = entry.item, entry.item.version_id in twins
+            version_rows.append({
+                "id": item.version_id, "state": (State.UNCHANGED if is_twin else State.QUARANTINED).value,
+                "content_hash": None if is_twin else entry.source_hash, "issues": {"errors": entry.issues},
+                "last_error_code": str(entry.issues[0].get("rule")) if entry.issues else "validation",
+                "updated_at": now, "lease_until": None,
+            })  # fmt: skip
+            if not is_twin:
+                encounter_rows.append(_encounter_state(item.ma_lk, item.version_id, State.QUARANTINED, now))
+        _update_by_key(conn, versions, "id", version_rows)
+        _update_by_key(conn, encounters, "ma_lk", encounter_rows)
+        audit.append(conn, [
+            AuditEvent("quarantined", ma_lk=entry.item.ma_lk, version_id=entry.item.version_id,
+                       detail={"rules": sorted({str(issue.get("rule")) for issue in entry.issues})})
+            for entry in this_round
+        ])  # fmt: skip
 
 
 def record_quarantined(
     conn: sa.Connection, item: WorkItem, *, source_hash: str, issues: list[dict[str, object]]
 ) -> None:
-    """Failed validation: kept with table/field/rule/hint of every error (never the value itself)."""
-    now = utcnow()
-    twin = conn.execute(
-        sa.select(versions.c.id).where(
-            versions.c.ma_lk == item.ma_lk,
-            versions.c.content_hash == source_hash,
-            versions.c.id != item.version_id,
-        )
-    ).first()
-    conn.execute(
-        sa.update(versions)
-        .where(versions.c.id == item.version_id)
-        .values(
-            state=State.UNCHANGED if twin else State.QUARANTINED,
-            content_hash=None if twin else source_hash,
-            issues={"errors": issues},
-            last_error_code=str(issues[0].get("rule")) if issues else "validation",
-            updated_at=now,
-            lease_until=None,
-        )
-    )
-    if twin is None:
-        _set_encounter_state(conn, item.ma_lk, item.version_id, State.QUARANTINED)
-    audit.append(
-        conn,
-        [
-            AuditEvent(
-                "quarantined",
-                ma_lk=item.ma_lk,
-                version_id=item.version_id,
-                detail={"rules": sorted({str(i.get("rule")) for i in issues})},
-            )
-        ],
-    )
+    record_quarantined_many(conn, [Quarantined(item, source_hash, issues)])
 
 
-def record_missing_in_his(conn: sa.Connection, item: WorkItem) -> None:
-    """``load()`` found nothing: the HIS hid the encounter between discovery and build."""
+def record_missing_in_his(conn: sa.Connection, items: Sequence[WorkItem]) -> None:
+    """``load()`` found nothing: the HIS hid these encounters between discovery and build."""
+    if not items:
+        return
     now = utcnow()
-    conn.execute(
-        sa.update(versions)
-        .where(versions.c.id == item.version_id)
-        .values(state=State.SUPERSEDED, last_error_code="his:not-found", updated_at=now, lease_until=None)
-    )
-    conn.execute(
-        sa.update(encounters)
-        .where(encounters.c.ma_lk == item.ma_lk)
-        .values(state=State.HIDDEN, hidden_at=now)
-    )
-    audit.append(conn, [AuditEvent("hidden", ma_lk=item.ma_lk, version_id=item.version_id)])
+    for chunk in _chunks(items):
+        conn.execute(
+            sa.update(versions)
+            .where(versions.c.id.in_([item.version_id for item in chunk]))
+            .values(state=State.SUPERSEDED, last_error_code="his:not-found", updated_at=now, lease_until=None)
+        )
+        conn.execute(
+            sa.update(encounters)
+            .where(encounters.c.ma_lk.in_([item.ma_lk for item in chunk]))
+            .values(state=State.HIDDEN, hidden_at=now)
+        )
+    audit.append(conn, [AuditEvent("hidden", ma_lk=item.ma_lk, version_id=item.version_id) for item in items])
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """The exact signed bytes of a version: kept before any attempt, sent unchanged on every attempt."""
+
+    item: WorkItem
+    document: bytes
+    sha256: str
+
+
+def record_signed_many(conn: sa.Connection, signed: Sequence[Signed], *, cert_serial: str) -> None:
+    """Keep the exact signed bytes before any attempt: resubmissions send these bytes, never a rebuild."""
+    if not signed:
+        return
+    now = utcnow()
+    for chunk in _chunks(signed):
+        conn.execute(sa.insert(evidence), [
+            {"version_id": entry.item.version_id, "signed_sha256": entry.sha256,
+             "signed_document": zlib.compress(entry.document, 6), "compression": "zlib", "stored_at": now}
+            for entry in chunk
+        ])  # fmt: skip
+    _update_by_key(conn, versions, "id", [
+        {"id": entry.item.version_id, "state": State.SIGNED.value, "signed_sha256": entry.sha256,
+         "cert_serial": cert_serial, "updated_at": now}
+        for entry in signed
+    ])  # fmt: skip
+    _update_by_key(conn, encounters, "ma_lk", [
+        _encounter_state(entry.item.ma_lk, entry.item.version_id, State.SIGNED, now) for entry in signed
+    ])  # fmt: skip
+    audit.append(conn, [
+        AuditEvent("signed", ma_lk=entry.item.ma_lk, version_id=entry.item.version_id, request_hash=entry.sha256,
+                   detail={"cert_serial": cert_serial})
+        for entry in signed
+    ])  # fmt: skip
 
 
 def record_signed(
     conn: sa.Connection, item: WorkItem, *, signed: bytes, signed_sha256: str, cert_serial: str
 ) -> None:
-    """Keep the exact signed bytes before any attempt: resubmissions send these bytes, never a rebuild."""
-    now = utcnow()
-    conn.execute(
-        sa.insert(evidence).values(
-            version_id=item.version_id,
-            signed_sha256=signed_sha256,
-            signed_document=zlib.compress(signed, 6),
-            compression="zlib",
-            stored_at=now,
-        )
-    )
-    conn.execute(
-        sa.update(versions)
-        .where(versions.c.id == item.version_id)
-        .values(state=State.SIGNED, signed_sha256=signed_sha256, cert_serial=cert_serial, updated_at=now)
-    )
-    _set_encounter_state(conn, item.ma_lk, item.version_id, State.SIGNED)
-    audit.append(
-        conn,
-        [
-            AuditEvent(
-                "signed",
-                ma_lk=item.ma_lk,
-                version_id=item.version_id,
-                request_hash=signed_sha256,
-                detail={"cert_serial": cert_serial},
+    record_signed_many(conn, [Signed(item, signed, signed_sha256)], cert_serial=cert_serial)
+
+
+def signed_documents(conn: sa.Connection, version_ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored signed bytes of these versions (those that have any), decompressed."""
+    found: dict[int, bytes] = {}
+    for chunk in _chunks(list(version_ids)):
+        rows = conn.execute(
+            sa.select(evidence.c.version_id, evidence.c.signed_document, evidence.c.compression).where(
+                evidence.c.version_id.in_(chunk)
             )
-        ],
-    )
+        )
+        for row in rows:
+            raw = bytes(row.signed_document)
+            found[row.version_id] = zlib.decompress(raw) if row.compression == "zlib" else raw
+    return found
 
 
 def signed_document(conn: sa.Connection, version_id: int) -> bytes | None:
-    row = conn.execute(
-        sa.select(evidence.c.signed_document, evidence.c.compression).where(
-            evidence.c.version_id == version_id
-        )
-    ).first()
-    if row is None:
-        return None
-    return zlib.decompress(row.signed_document) if row.compression == "zlib" else bytes(row.signed_document)
+    return signed_documents(conn, [version_id]).get(version_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +542,59 @@ class AttemptResult:
     state: State
     error_code: str | None = None
     next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One gateway attempt for a version: the policy's decision and the gateway's receipt fields."""
+
+    item: WorkItem
+    result: AttemptResult
+    http_status: int | None
+    ma_ket_qua: str | None
+    ma_giao_dich: str | None
+    thoi_gian_tiep_nhan: str | None
+    request_hash: str
+    receipt: dict[str, object]
+    duplicate: bool
+
+
+def record_attempts(conn: sa.Connection, attempts: Sequence[Attempt], *, destination: str) -> None:
+    """Every attempt lands in the audit log with the gateway's answer; final answers keep the receipt."""
+    for this_round in _rounds(attempts, lambda attempt: attempt.item.version_id):
+        now = utcnow()
+        version_rows: list[dict[str, object]] = []
+        receipts: list[dict[str, object]] = []
+        for attempt in this_round:
+            state = attempt.result.state
+            row: dict[str, object] = {
+                "id": attempt.item.version_id, "state": state.value,
+                "next_attempt_at": attempt.result.next_attempt_at, "last_error_code": attempt.result.error_code,
+                "lease_until": None, "lease_owner": None, "updated_at": now,
+            }  # fmt: skip
+            if state in (State.ACCEPTED, State.REJECTED):
+                row.update(ma_ket_qua=attempt.ma_ket_qua, ma_giao_dich=attempt.ma_giao_dich,
+                           thoi_gian_tiep_nhan=attempt.thoi_gian_tiep_nhan)  # fmt: skip
+                # The receipt (thongDiep may echo personal data) lives with the evidence, not in logs or audit.
+                receipts.append({"version_id": attempt.item.version_id, "receipt": attempt.receipt})
+            if state is State.ACCEPTED:
+                row["accepted_at"] = now
+            version_rows.append(row)
+        _update_by_key(conn, versions, "id", version_rows, also={"attempts": versions.c.attempts + 1})
+        _update_by_key(conn, evidence, "version_id", receipts)
+        _update_by_key(conn, encounters, "ma_lk", [
+            _encounter_state(attempt.item.ma_lk, attempt.item.version_id, attempt.result.state, now)
+            for attempt in this_round
+        ])  # fmt: skip
+        audit.append(conn, [
+            AuditEvent("attempt", ma_lk=attempt.item.ma_lk, version_id=attempt.item.version_id,
+                       destination=destination, request_hash=attempt.request_hash,
+                       http_status=attempt.http_status, ma_ket_qua=attempt.ma_ket_qua,
+                       ma_giao_dich=attempt.ma_giao_dich, thoi_gian_tiep_nhan=attempt.thoi_gian_tiep_nhan,
+                       detail={"result": attempt.result.state.value, "error": attempt.result.error_code,
+                               "duplicate": attempt.duplicate})
+            for attempt in this_round
+        ])  # fmt: skip
 
 
 def record_attempt(
@@ -452,54 +611,17 @@ def record_attempt(
     receipt: dict[str, object],
     duplicate: bool,
 ) -> None:
-    now = utcnow()
-    values: dict[str, object] = {
-        "state": result.state,
-        "attempts": versions.c.attempts + 1,
-        "next_attempt_at": result.next_attempt_at,
-        "last_error_code": result.error_code,
-        "lease_until": None,
-        "lease_owner": None,
-        "updated_at": now,
-    }
-    if result.state in (State.ACCEPTED, State.REJECTED):
-        values.update(
-            ma_ket_qua=ma_ket_qua, ma_giao_dich=ma_giao_dich, thoi_gian_tiep_nhan=thoi_gian_tiep_nhan
-        )
-    if result.state is State.ACCEPTED:
-        values["accepted_at"] = now
-    conn.execute(sa.update(versions).where(versions.c.id == item.version_id).values(**values))
-    if result.state in (State.ACCEPTED, State.REJECTED):
-        # The receipt (thongDiep may echo personal data) lives with the evidence, not in logs or audit rows.
-        conn.execute(
-            sa.update(evidence).where(evidence.c.version_id == item.version_id).values(receipt=receipt)
-        )
-    _set_encounter_state(conn, item.ma_lk, item.version_id, result.state)
-    audit.append(
-        conn,
-        [
-            AuditEvent(
-                "attempt",
-                ma_lk=item.ma_lk,
-                version_id=item.version_id,
-                destination=destination,
-                request_hash=request_hash,
-                http_status=http_status,
-                ma_ket_qua=ma_ket_qua,
-                ma_giao_dich=ma_giao_dich,
-                thoi_gian_tiep_nhan=thoi_gian_tiep_nhan,
-                detail={"result": result.state.value, "error": result.error_code, "duplicate": duplicate},
-            )
-        ],
-    )
+    attempt = Attempt(item, result, http_status, ma_ket_qua, ma_giao_dich, thoi_gian_tiep_nhan, request_hash,
+                      receipt, duplicate)  # fmt: skip
+    record_attempts(conn, [attempt], destination=destination)
 
 
 def defer(conn: sa.Connection, items: Sequence[WorkItem], *, reason: str, until: datetime | None) -> None:
     """Leave versions as they are (e.g. the destination is stopped) and release them."""
-    for item in items:
+    for chunk in _chunks(items):
         conn.execute(
             sa.update(versions)
-            .where(versions.c.id == item.version_id)
+            .where(versions.c.id.in_([item.version_id for item in chunk]))
             .values(lease_until=None, lease_owner=None, next_attempt_at=until, last_error_code=reason)
         )
 

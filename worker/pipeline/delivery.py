@@ -86,14 +86,16 @@ def unreadable_issue(exc: SourceDataError) -> dict[str, object]:
 def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: BatchResult) -> dict[int, bytes]:
     """Build, validate and sign; record outcomes in two transactions. Returns version id → signed bytes."""
     source = pipeline.source()
-    built: list[tuple[WorkItem, bytes, str, tuple[str, ...], list[str]]] = []
-    quarantined: list[tuple[WorkItem, str, list[dict[str, object]]]] = []
+    built: list[tuple[repo.Built, bytes]] = []
+    quarantined: list[repo.Quarantined] = []
     missing: list[WorkItem] = []
     for item in items:
         try:
             encounter = source.load(item.his_key)
         except SourceDataError as exc:
-            quarantined.append((item, f"unreadable:{exc.section}.{exc.column}", [unreadable_issue(exc)]))
+            quarantined.append(
+                repo.Quarantined(item, f"unreadable:{exc.section}.{exc.column}", [unreadable_issue(exc)])
+            )
             continue
         if encounter is None:
             missing.append(item)
@@ -101,75 +103,59 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
         try:
             payload = build_claim(encounter, pipeline.payload_options)
         except PayloadValidationError as exc:
-            quarantined.append((item, source_hash(encounter), repo.issues_json(exc.issues)))
+            quarantined.append(repo.Quarantined(item, source_hash(encounter), repo.issues_json(exc.issues)))
             continue
         warnings = sorted({str(issue.rule) for issue in payload.warnings})
-        built.append((item, payload.document, payload.content_hash, payload.tables, warnings))
-    to_sign: list[tuple[WorkItem, bytes]] = []
+        built.append((repo.Built(item, payload.content_hash, payload.tables, warnings), payload.document))
     with pipeline.engine.begin() as conn:
-        for item in missing:
-            repo.record_missing_in_his(conn, item)
-        for item, digest, issues in quarantined:
-            repo.record_quarantined(conn, item, source_hash=digest, issues=issues)
-        for item, document, content_hash, tables, warnings in built:
-            state = repo.record_built(conn, item, content_hash=content_hash, tables=tables, warnings=warnings)
-            if state is State.BUILT:
-                to_sign.append((item, document))
-            else:
-                result.unchanged += 1
+        repo.record_missing_in_his(conn, missing)
+        repo.record_quarantined_many(conn, quarantined)
+        states = repo.record_built_many(conn, [entry for entry, _ in built])
+    to_sign = [
+        (entry.item, document) for entry, document in built if states[entry.item.version_id] is State.BUILT
+    ]
+    result.unchanged += len(built) - len(to_sign)
     result.hidden += len(missing)
     result.quarantined += len(quarantined)
-    for item, _, issues in quarantined:
+    for entry in quarantined:
         log.warning(
             "encounter quarantined",
-            ma_lk=item.ma_lk,
-            version_id=item.version_id,
-            rules=sorted({str(i.get("rule")) for i in issues}),
+            ma_lk=entry.item.ma_lk,
+            version_id=entry.item.version_id,
+            rules=sorted({str(issue.get("rule")) for issue in entry.issues}),
         )
-    signed: dict[int, bytes] = {}
-    serial = format(pipeline.signer.certificate.serial_number, "x")
+    signed: list[repo.Signed] = []
+    for item, document in to_sign:
+        signed_bytes = pipeline.signer.sign(document)
+        if pipeline.verifier is not None:
+            pipeline.verifier(signed_bytes)  # a signer defect must stop here, before anything is kept or sent
+        signed.append(repo.Signed(item, signed_bytes, hashlib.sha256(signed_bytes).hexdigest()))
     with pipeline.engine.begin() as conn:
-        for item, document in to_sign:
-            signed_bytes = pipeline.signer.sign(document)
-            if pipeline.verifier is not None:
-                pipeline.verifier(
-                    signed_bytes
-                )  # a signer defect must stop here, before anything is kept or sent
-            digest = hashlib.sha256(signed_bytes).hexdigest()
-            repo.record_signed(conn, item, signed=signed_bytes, signed_sha256=digest, cert_serial=serial)
-            signed[item.version_id] = signed_bytes
-    return signed
+        repo.record_signed_many(
+            conn, signed, cert_serial=format(pipeline.signer.certificate.serial_number, "x")
+        )
+    return {entry.item.version_id: entry.document for entry in signed}
 
 
 def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes]) -> dict[str, str]:
     """Fill ``signed`` with the stored bytes of versions signed earlier; return the stopped destinations."""
     with pipeline.engine.begin() as conn:
-        for item in items:
-            if item.version_id not in signed:
-                document = repo.signed_document(conn, item.version_id)
-                if document is not None:
-                    signed[item.version_id] = document
+        signed.update(
+            repo.signed_documents(conn, [item.version_id for item in items if item.version_id not in signed])
+        )
         return repo.stopped_destinations(conn)
 
 
-def _record(
-    conn: Connection,
-    pipeline: Pipeline,
-    destination: str,
-    item: WorkItem,
-    receipt: GatewayReceipt,
-    *,
-    now: datetime,
-    result: BatchResult,
-) -> None:
+def _attempt(
+    pipeline: Pipeline, item: WorkItem, receipt: GatewayReceipt, *, destination: str, now: datetime
+) -> repo.Attempt:
+    """What the delivery policy makes of one gateway answer, as the ledger records it."""
     decision = decide(
         receipt, attempts_before=item.attempts, settings=pipeline.settings.delivery, now=now, rng=_rng
     )
-    repo.record_attempt(
-        conn,
+    return repo.Attempt(
         item,
-        destination=destination,
-        result=decision,
+        decision,
         http_status=receipt.http_status,
         ma_ket_qua=receipt.ma_ket_qua,
         ma_giao_dich=receipt.ma_giao_dich,
@@ -186,9 +172,13 @@ def _record(
         },
         duplicate=receipt.duplicate,
     )
-    _count(result, decision.state, receipt.duplicate)
+
+
+def _tally(result: BatchResult, attempt: repo.Attempt) -> None:
+    decision = attempt.result
+    _count(result, decision.state, attempt.duplicate)
     if decision.state is State.SUBMITTED and decision.next_attempt_at is not None:
-        result.retry_ids.append(item.version_id)
+        result.retry_ids.append(attempt.item.version_id)
         if result.retry_at is None or decision.next_attempt_at < result.retry_at:
             result.retry_at = decision.next_attempt_at
 
@@ -259,9 +249,13 @@ def _submit(
             break
         attempts.append((item, receipt))
     now = utcnow()
+    recorded = [
+        _attempt(pipeline, item, receipt, destination=destination, now=now) for item, receipt in attempts
+    ]
+    for attempt in recorded:
+        _tally(result, attempt)
     with pipeline.engine.begin() as conn:
-        for item, receipt in attempts:
-            _record(conn, pipeline, destination, item, receipt, now=now, result=result)
+        repo.record_attempts(conn, recorded, destination=destination)
         accepted = [item.version_id for item, receipt in attempts if receipt.outcome is Outcome.ACCEPTED]
         if accepted:
             repo.clear_auth_failures(conn, destination)
