@@ -9,7 +9,8 @@ repeats; every case works on fresh rows.
   page) vs one transaction per encounter.
 - ``delivery_writes``: what ``process_versions`` records per version — ``record_built``, ``record_signed``
   (with a ~23.5 KB signed document, zlib-compressed as evidence) and ``record_attempt`` (accepted) — with one
-  transaction per step per batch of ``--batch`` versions (as the pipeline does) vs one commit per call.
+  transaction per step per batch of ``--batch`` versions through the set-based ``record_*_many`` calls (as the
+  pipeline does) vs one commit per singular call.
 - ``audit_append``: ``audit.append`` of one event per transaction; ``--batch`` separate appends of one event
   in one transaction (what the per-item ``record_*`` calls do inside a batch); one append of ``--batch``
   events in one transaction (the lock and the chain-head read paid once).
@@ -119,12 +120,38 @@ STEPS = ("built", "signed", "attempt")
 
 
 def writes_batched(engine: sa.Engine, items: Sequence[WorkItem], signed: bytes, batch: int) -> int:
+    """What ``process_versions`` does per batch: one set-based call per step, one transaction each."""
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        for step in STEPS:
-            with engine.begin() as conn:
-                for item in chunk:
-                    delivery_steps(conn, item, signed, step)
+        with engine.begin() as conn:
+            repo.record_built_many(
+                conn,
+                [
+                    repo.Built(
+                        item, hashlib.sha256(item.ma_lk.encode()).hexdigest(), ("XML1", "XML2", "XML3")
+                    )
+                    for item in chunk
+                ],
+            )
+        with engine.begin() as conn:
+            repo.record_signed_many(
+                conn,
+                [
+                    repo.Signed(item, signed, hashlib.sha256(signed + item.ma_lk.encode()).hexdigest())
+                    for item in chunk
+                ],
+                cert_serial="1a2b3c",
+            )
+        with engine.begin() as conn:
+            repo.record_attempts(
+                conn,
+                [
+                    repo.Attempt(item, AttemptResult(State.ACCEPTED), 200, "200", f"GD{item.version_id}",
+                                 "20260301080000", "0" * 64, {"maKetQua": "200"}, False)
+                    for item in chunk
+                ],
+                destination="bhxh",
+            )  # fmt: skip
     return len(items)
 
 

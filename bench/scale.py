@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from bench.common import cpu_seconds, emit, machine_description, postgres_server_pids, progress
 from bench.stack import BenchStack
+from worker.celery_app import queued_messages
 from worker.demo import worker_command_line
 from worker.ledger.schema import versions
 from worker.ledger.states import ACTIVE
@@ -290,7 +291,7 @@ def observe(
             # The beat's dispatch-due: what recovers versions whose message was lost.
             next_dispatch += DISPATCH_EVERY_S
             with suppress(Exception):
-                for batch in discovery.due_batches(dispatcher):
+                for batch in discovery.due_batches(dispatcher, queued_messages=queued_messages(app)):
                     app.send_task("vneid.process_batch", args=(batch,))
                     observed.resent += len(batch)
         counts = ledger_counts(engine)

@@ -12,6 +12,9 @@ from typing import Any
 from celery import Celery
 
 from worker.config import Settings, load_settings
+from worker.logging import get_logger
+
+log = get_logger(__name__)
 
 DISCOVERY_QUEUE = "discovery"
 SUBMISSION_QUEUE = "submission"
@@ -66,6 +69,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "Asia/Ho_Chi_Minh",
         "enable_utc": True,
     }
+
+
+def queued_messages(app: Celery, queues: tuple[str, ...] = (SUBMISSION_QUEUE, BACKFILL_QUEUE)) -> int | None:
+    """Messages waiting in the broker's batch queues, or ``None`` when the broker cannot say (then the
+    dispatcher falls back to treating every long-waiting version as lost, which only costs duplicates)."""
+    try:
+        with app.connection_for_write() as connection, connection.channel() as channel:
+            total = 0
+            for name in queues:
+                # Not passive: an empty Redis queue has no key, and a passive declare would call it missing.
+                _, count, _ = channel.queue_declare(queue=name, durable=True, auto_delete=False)
+                total += int(count)
+            return total
+    except Exception as exc:  # any broker error means "unknown": the dispatch itself must go on
+        log.warning("broker queue depth unknown", error=type(exc).__name__)
+        return None
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

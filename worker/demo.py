@@ -28,7 +28,13 @@ import httpx
 import sqlalchemy as sa
 
 from worker.bootstrap import build_pipeline
-from worker.celery_app import BACKFILL_QUEUE, DISCOVERY_QUEUE, SUBMISSION_QUEUE, create_celery
+from worker.celery_app import (
+    BACKFILL_QUEUE,
+    DISCOVERY_QUEUE,
+    SUBMISSION_QUEUE,
+    create_celery,
+    queued_messages,
+)
 from worker.config import load_settings
 from worker.domain.values import VIETNAM_TZ
 from worker.ledger import audit, migrate
@@ -285,7 +291,7 @@ class DemoStack:
 
     def dispatch_due(self) -> int:
         """The beat's job: hand due work (including what lost messages left behind) to the workers."""
-        batches = discovery.due_batches(self.pipeline)
+        batches = discovery.due_batches(self.pipeline, queued_messages=queued_messages(self.celery))
         for batch in batches:
             self.celery.send_task("vneid.process_batch", args=(batch,))
         return len(batches)

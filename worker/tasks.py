@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from worker import alerts, metrics
 from worker.bootstrap import build_pipeline
-from worker.celery_app import app
+from worker.celery_app import app, queued_messages
 from worker.config import load_settings
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
@@ -137,7 +137,7 @@ def sweep(self: LedgerTask, days: int | None = None) -> dict[str, int]:
 
 @app.task(base=LedgerTask, bind=True, name="vneid.dispatch_due")
 def dispatch_due(self: LedgerTask) -> dict[str, int]:
-    batches = discovery.due_batches(self.pipeline)
+    batches = discovery.due_batches(self.pipeline, queued_messages=queued_messages(app))
     for batch in batches:
         process_batch.delay(batch)
     return {"batches": len(batches), "versions": sum(len(batch) for batch in batches)}

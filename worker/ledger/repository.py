@@ -215,21 +215,31 @@ def read_items(conn: sa.Connection, version_ids: Sequence[int]) -> list[WorkItem
     return items
 
 
-def due_version_ids(conn: sa.Connection, *, limit: int, lost_after: timedelta) -> list[int]:
+def due_version_ids(
+    conn: sa.Connection, *, limit: int, lost_after: timedelta, broker_capacity: int | None = None
+) -> list[int]:
     """The recovery outbox: active versions that are due, unleased, and not enqueued recently (or whose
-    message must have been lost: enqueued more than ``lost_after`` ago without being processed)."""
+    message must have been lost: enqueued more than ``lost_after`` ago without being processed).
+
+    ``broker_capacity`` is how many versions the messages waiting in the broker can hold (queued messages ×
+    batch size), ``None`` when unknown. A long backlog makes messages wait longer than ``lost_after`` without
+    being lost: overdue versions are counted as lost only when there are more of them than the broker could
+    be holding (a flushed or restarted broker). A partial loss inside a long backlog is found as it drains."""
     now = utcnow()
-    rows = conn.execute(
-        sa.select(versions.c.id)
-        .where(
-            versions.c.state.in_([s.value for s in ACTIVE]),
-            sa.or_(versions.c.next_attempt_at.is_(None), versions.c.next_attempt_at <= now),
-            sa.or_(versions.c.lease_until.is_(None), versions.c.lease_until < now),
-            sa.or_(versions.c.enqueued_at.is_(None), versions.c.enqueued_at < now - lost_after),
-        )
-        .order_by(versions.c.id)
-        .limit(limit)
+    due = sa.and_(
+        versions.c.state.in_([s.value for s in ACTIVE]),
+        sa.or_(versions.c.next_attempt_at.is_(None), versions.c.next_attempt_at <= now),
+        sa.or_(versions.c.lease_until.is_(None), versions.c.lease_until < now),
     )
+    overdue = versions.c.enqueued_at < now - lost_after
+    waiting: sa.ColumnElement[bool] = versions.c.enqueued_at.is_(None)
+    if broker_capacity is None:
+        waiting = sa.or_(waiting, overdue)
+    else:
+        overdue_count = conn.execute(sa.select(sa.func.count()).where(due, overdue)).scalar_one()
+        if overdue_count > broker_capacity:
+            waiting = sa.or_(waiting, overdue)
+    rows = conn.execute(sa.select(versions.c.id).where(due, waiting).order_by(versions.c.id).limit(limit))
     return [row.id for row in rows]
 
 

@@ -107,11 +107,18 @@ def sweep(pipeline: Pipeline, start: datetime, end: datetime, *, reason: str = "
     return result
 
 
-def due_batches(pipeline: Pipeline, *, limit: int = 10_000) -> list[list[int]]:
-    """Due versions not already waiting in the broker, chunked by the batch size and marked enqueued."""
-    lost_after = timedelta(seconds=pipeline.settings.delivery.stuck_after_s)
+def due_batches(
+    pipeline: Pipeline, *, queued_messages: int | None = None, limit: int = 10_000
+) -> list[list[int]]:
+    """Due versions not already waiting in the broker, chunked by the batch size and marked enqueued.
+
+    ``queued_messages``: batch messages now waiting in the broker (``None``: unknown). With it, a backlog that
+    keeps messages queued longer than ``delivery.stuck_after_s`` is not mistaken for lost messages."""
+    delivery = pipeline.settings.delivery
+    lost_after = timedelta(seconds=delivery.stuck_after_s)
+    capacity = None if queued_messages is None else queued_messages * delivery.batch_size
     with pipeline.engine.begin() as conn:
-        ids = repo.due_version_ids(conn, limit=limit, lost_after=lost_after)
+        ids = repo.due_version_ids(conn, limit=limit, lost_after=lost_after, broker_capacity=capacity)
         repo.mark_enqueued(conn, ids)
     return list(chunked(ids, pipeline.settings.delivery.batch_size))
 
