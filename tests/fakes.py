@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
 
 from worker.domain import Encounter
-from worker.ports import Cursor, DocumentKind, EncounterRef, GatewayReceipt, Outcome
+from worker.ports import Cursor, DocumentKind, EncounterRef, GatewayReceipt, Outcome, SourceDataError
 
 
 @dataclass
 class FakeSource:
-    """A HIS with encounters keyed by his_key; ``changed`` times drive discovery."""
+    """A HIS with encounters keyed by his_key; ``changed`` times drive discovery.
+
+    ``loads`` counts encounters read (one per key, whether through ``load`` or ``load_many``); ``batches``
+    records the keys of each ``load_many`` call."""
 
     encounters: dict[str, Encounter] = field(default_factory=dict)
     changed: dict[str, datetime] = field(default_factory=dict)
     loads: int = 0
+    batches: list[tuple[str, ...]] = field(default_factory=list)
 
     def put(self, encounter: Encounter, changed_at: datetime) -> None:
         self.encounters[encounter.his_key] = encounter
@@ -56,6 +60,17 @@ class FakeSource:
     def load(self, his_key: str) -> Encounter | None:
         self.loads += 1
         return self.encounters.get(his_key)
+
+    def load_many(self, his_keys: Sequence[str]) -> dict[str, Encounter | SourceDataError | None]:
+        """Through ``load`` (so a test that replaces ``load`` to fail one key fails it here too)."""
+        self.batches.append(tuple(his_keys))
+        results: dict[str, Encounter | SourceDataError | None] = {}
+        for key in dict.fromkeys(his_keys):
+            try:
+                results[key] = self.load(key)
+            except SourceDataError as exc:
+                results[key] = exc
+        return results
 
     def close(self) -> None:
         pass

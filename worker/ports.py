@@ -6,7 +6,7 @@ Real adapters live in ``adapters/`` (one folder each, a registry per port); fake
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -71,6 +71,14 @@ class EncounterSource(Protocol):
 
     def load(self, his_key: str) -> Encounter | None:
         """The encounter in the canonical model, or ``None`` when the HIS no longer shows it as completed."""
+        ...
+
+    def load_many(self, his_keys: Sequence[str]) -> dict[str, Encounter | SourceDataError | None]:
+        """``load`` for a batch, read consistently and with a few queries for the whole batch.
+
+        Every requested key is in the result: its encounter, ``None`` (as ``load``), or the
+        ``SourceDataError`` that ``load`` would raise for it, so one unreadable encounter does not fail the
+        others. Raises ``SourceUnavailableError`` for the whole batch when the HIS stays unreachable."""
         ...
 
     def close(self) -> None: ...

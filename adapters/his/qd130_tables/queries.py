@@ -173,19 +173,37 @@ def completed_page(
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def encounter_row(xml1: BoundTable, options: Qd130TablesOptions, his_key: str) -> sa.Select[Any]:
+def _encounter(xml1: BoundTable, options: Qd130TablesOptions) -> sa.Select[Any]:
     selected = [column.label(name) for name, column in xml1.columns.items() if name not in (CHANGED, STATUS)]
-    return sa.select(*selected).where(xml1.columns["MA_LK"] == his_key, completed_clause(xml1, options))
+    return sa.select(*selected).where(completed_clause(xml1, options))
 
 
-def section_rows(bound: BoundTable, his_key: str) -> sa.Select[Any]:
-    query = sa.select(*(column.label(name) for name, column in bound.columns.items())).where(
-        bound.columns["MA_LK"] == his_key
-    )
+def encounter_row(xml1: BoundTable, options: Qd130TablesOptions, his_key: object) -> sa.Select[Any]:
+    return _encounter(xml1, options).where(xml1.columns["MA_LK"] == his_key)
+
+
+def encounter_rows(
+    xml1: BoundTable, options: Qd130TablesOptions, his_keys: Sequence[object]
+) -> sa.Select[Any]:
+    """``encounter_row`` of several encounters (their MA_LK is selected with the other XML1 columns)."""
+    return _encounter(xml1, options).where(xml1.columns["MA_LK"].in_(his_keys))
+
+
+def _lines(bound: BoundTable) -> sa.Select[Any]:
+    query = sa.select(*(column.label(name) for name, column in bound.columns.items()))
     order: Sequence[sa.Column[Any]] = [
         bound.columns[name] for name in ("STT", "NGAY_YL") if name in bound.columns
     ]
     return query.order_by(*order) if order else query
+
+
+def section_rows(bound: BoundTable, his_key: object) -> sa.Select[Any]:
+    return _lines(bound).where(bound.columns["MA_LK"] == his_key)
+
+
+def section_rows_many(bound: BoundTable, his_keys: Sequence[object]) -> sa.Select[Any]:
+    """``section_rows`` of several encounters in one query, ordered as each encounter's own query orders."""
+    return _lines(bound).where(bound.columns["MA_LK"].in_(his_keys))
 
 
 def time_parameter(value: datetime, options: Qd130TablesOptions) -> object:

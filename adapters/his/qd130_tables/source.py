@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Self
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.assemble import build_encounter, sections
-from adapters.his.base import Row, SqlEncounterSource, upper_keys
+from adapters.his.base import LoadResult, Row, SqlEncounterSource, capture, result_rows
 from adapters.his.checks import CheckReport, database_message, describe_failure
 from adapters.his.engine import create_his_engine
 from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
@@ -19,7 +20,6 @@ from adapters.his.options import Completion, parse_options
 from adapters.his.paging import After
 from adapters.his.qd130_tables import queries
 from adapters.his.qd130_tables.config import Qd130TablesOptions
-from adapters.his.timeconv import parse_his_time
 from worker.config import HisSettings
 from worker.domain import Encounter, derive_ma_lk
 from worker.logging import get_logger
@@ -108,7 +108,7 @@ class Qd130TablesSource(SqlEncounterSource):
             after=after,
             limit=self.page_size,
         )
-        return self._rows(conn, query)
+        return self._rows(conn, query, stream=True)
 
     def _completed_page(
         self, conn: Connection, start: datetime, end: datetime, after: After | None
@@ -121,37 +121,87 @@ class Qd130TablesSource(SqlEncounterSource):
             after=after,
             limit=self.page_size,
         )
-        return self._rows(conn, query)
+        return self._rows(conn, query, stream=True)
 
-    def _rows(self, conn: Connection, query: Any) -> list[Row]:
-        result = conn.execute(query.execution_options(yield_per=self.page_size))
-        return [upper_keys(row) for row in result.mappings()]
+    def _rows(self, conn: Connection, query: Any, *, stream: bool = False) -> list[Row]:
+        """Rows keyed by upper-case names. ``stream``: fetch through a server-side cursor ``page_size`` rows at
+        a time (list pages); encounters' rows go in one round trip."""
+        if stream:
+            query = query.execution_options(yield_per=self.page_size)
+        return result_rows(conn.execute(query))
 
     # -- load ------------------------------------------------------------------------------------------------
     def _load(self, conn: Connection, his_key: str) -> Encounter | None:
         catalogue = self.catalogue(conn)
-        xml1 = catalogue.tables["XML1"]
-        found = self._rows(conn, queries.encounter_row(xml1, self.qd_options, his_key))
-        if not found:
+        found = self._rows(conn, queries.encounter_row(catalogue.tables["XML1"], self.qd_options, his_key))
+        if _the_one_row(his_key, found) is None:
             return None
-        if len(found) > 1:
-            raise EncounterDataError(his_key, f"{len(found)} XML1 rows share this MA_LK", section="XML1")
-        rows: dict[str, list[Row]] = {}
-        fetched: dict[str, list[Row]] = {"XML1": found}
-        for name, spec in sections().items():
-            bound = catalogue.tables.get(spec.table)
-            if bound is None:
+        tables = {"XML1": found}
+        for table_id, bound in catalogue.tables.items():
+            if table_id != "XML1":
+                tables[table_id] = self._rows(conn, queries.section_rows(bound, his_key))
+        return self._assemble(his_key, tables)
+
+    def _load_many(self, conn: Connection, his_keys: Sequence[str]) -> dict[str, LoadResult]:
+        catalogue = self.catalogue(conn)
+        xml1 = catalogue.tables["XML1"]
+        found = self.batched_rows(
+            {key: key for key in his_keys},
+            lambda keys: self._rows(conn, queries.encounter_rows(xml1, self.qd_options, keys)),
+            lambda key: self._rows(conn, queries.encounter_row(xml1, self.qd_options, key)),
+            column="MA_LK",
+            part="XML1",
+        )
+        results: dict[str, LoadResult] = {}
+        present: dict[str, object] = {}
+        for key in his_keys:
+            try:
+                row = _the_one_row(key, found[key])
+            except EncounterDataError as exc:
+                results[key] = exc
                 continue
-            if spec.table not in fetched:
-                fetched[spec.table] = self._rows(conn, queries.section_rows(bound, his_key))
-            rows[name] = fetched[spec.table]
+            if row is None:
+                results[key] = None
+            else:
+                present[key] = key
+        tables: dict[str, dict[str, list[Row]]] = {key: {"XML1": found[key]} for key in present}
+        for table_id, bound in catalogue.tables.items():
+            if table_id == "XML1" or not present:
+                continue
+            by_key = self.batched_rows(
+                present,
+                self._table_reader_many(conn, bound),
+                self._table_reader(conn, bound),
+                column="MA_LK",
+                part=table_id,
+            )
+            for key, rows in by_key.items():
+                tables[key][table_id] = rows
+        for key in present:
+            results[key] = capture(partial(self._assemble, key, tables[key]))
+        return {key: results[key] for key in his_keys}
+
+    def _table_reader(self, conn: Connection, bound: queries.BoundTable) -> Callable[[object], list[Row]]:
+        return lambda key: self._rows(conn, queries.section_rows(bound, key))
+
+    def _table_reader_many(
+        self, conn: Connection, bound: queries.BoundTable
+    ) -> Callable[[list[object]], list[Row]]:
+        return lambda keys: self._rows(conn, queries.section_rows_many(bound, keys))
+
+    def _assemble(self, his_key: str, tables: dict[str, list[Row]]) -> Encounter:
+        """The encounter from the rows of its tables (XML1 holds exactly its one row)."""
+        rows: dict[str, list[Row]] = {}
+        for name, spec in sections().items():
+            if spec.table in tables:
+                rows[name] = tables[spec.table]
         if rows.get("first_cost"):
             rows["first_cost"] = rows["first_cost"][:1]  # the first check-in (XML0 may hold a later one too)
         ma_lk = his_key if self.qd_options.ma_lk == "as_is" else derive_ma_lk(self.facility_code, his_key)
         return build_encounter(
             his_key=his_key,
             ma_lk=ma_lk,
-            completed_at=parse_his_time(found[0].get(self.options.completion_time_field), self.zone),
+            completed_at=self.completion_time(his_key, tables["XML1"][0], "XML1"),
             rows=rows,
             zone=self.zone,
         )
@@ -207,3 +257,9 @@ class Qd130TablesSource(SqlEncounterSource):
         if not keys:
             report.warning("XML1", "no completed encounter found")
         self.check_loads(report, keys)
+
+
+def _the_one_row(his_key: str, rows: list[Row]) -> Row | None:
+    if len(rows) > 1:
+        raise EncounterDataError(his_key, f"{len(rows)} XML1 rows share this MA_LK", section="XML1")
+    return rows[0] if rows else None

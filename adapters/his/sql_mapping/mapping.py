@@ -9,6 +9,7 @@ Shape (see docs/adapters.md for a full example)::
 
     [sections.visit]        # one query per section, filtered by :his_key, columns aliased to standard names
     sql = "SELECT ... WHERE v.code = :his_key"
+    batch_sql = "SELECT v.code AS HIS_KEY, ... WHERE v.code IN :his_keys"   # optional: many encounters at once
     maps = { MA_KHOA = "department" }
     defaults = { MA_CSKCB = "{facility_code}" }
 
@@ -38,6 +39,9 @@ from adapters.his.errors import MappingError
 
 #: Named parameters a query may use.
 PARAMETERS = frozenset({"his_key", "since", "start", "end", "facility_code"})
+#: The list of keys a section's batch query selects with ``IN :his_keys`` (expanded by SQLAlchemy).
+BATCH_KEYS = "his_keys"
+BATCH_PARAMETERS = frozenset({BATCH_KEYS, "facility_code"})
 #: Optional columns of the encounters query the adapter reads (besides HIS_KEY, CHANGED_AT, completion).
 ENCOUNTER_OPTIONAL = frozenset({"MA_LK", "MA_LOAI_KCB", "MA_KHOA", "MA_DOITUONG_KCB", "INSURED", "STATUS"})
 #: Standard multi-value separator (DOMAIN.md §7).
@@ -46,6 +50,7 @@ FACILITY_PLACEHOLDER = "{facility_code}"
 
 # Same rule as SQLAlchemy's text(): ":name" not preceded by ":" or a word character, not followed by ":".
 _PARAMETER = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+_PARENTHESISED_KEYS = re.compile(rf"\(\s*:{BATCH_KEYS}\s*\)")
 
 DefaultValue = str | int | float | bool
 
@@ -109,6 +114,10 @@ class EncounterQuery(_Strict):
 
 class SectionQuery(_Strict):
     sql: str | None = Field(None, description="Rows of this section for one encounter (:his_key).")
+    batch_sql: str | None = Field(
+        None,
+        description="Optional: the same rows for many encounters (IN :his_keys), each with its HIS_KEY column.",
+    )
     same_row_as: str | None = Field(
         None, description="Reuse the row of another single-row section's query instead of a query."
     )
@@ -191,6 +200,8 @@ def _validate_section(mapping: MappingFile, path: Path, name: str, section: Sect
         raise MappingError("give exactly one of sql and same_row_as", file=path, section=name)
     if section.sql is not None:
         _check_parameters(section.sql, path, name, needs_key=True)
+    if section.batch_sql is not None:
+        _check_batch_parameters(section, path, name)
     if section.same_row_as is not None:
         target = mapping.sections.get(section.same_row_as)
         target_spec = known.get(section.same_row_as)
@@ -232,3 +243,32 @@ def _check_parameters(sql: str, path: Path, section: str, *, needs_key: bool) ->
         )
     if not needs_key and "his_key" in used:
         raise MappingError(":his_key is not available in the encounters query", file=path, section=section)
+
+
+def _check_batch_parameters(section: SectionQuery, path: Path, name: str) -> None:
+    assert section.batch_sql is not None
+    if section.sql is None:
+        raise MappingError(
+            "batch_sql needs sql: the one-encounter query stays the reference it is checked against",
+            file=path,
+            section=name,
+        )
+    used = query_parameters(section.batch_sql)
+    unknown = sorted(used - BATCH_PARAMETERS)
+    if unknown:
+        raise MappingError(
+            f"batch_sql: unknown parameter :{unknown[0]}; allowed: "
+            f"{', '.join(':' + p for p in sorted(BATCH_PARAMETERS))}",
+            file=path,
+            section=name,
+        )
+    if BATCH_KEYS not in used:
+        raise MappingError(
+            f"batch_sql must select the encounters' rows with IN :{BATCH_KEYS}", file=path, section=name
+        )
+    if _PARENTHESISED_KEYS.search(section.batch_sql):
+        raise MappingError(
+            f"batch_sql: write IN :{BATCH_KEYS} without parentheses (the key list brings its own)",
+            file=path,
+            section=name,
+        )

@@ -70,8 +70,18 @@ def completed_page(base_sql: str, options: SqlMappingOptions, *, after: bool, li
     return f"SELECT q.* FROM ({strip_sql(base_sql)}) q WHERE {where} ORDER BY q.{time_column}, q.{KEY} LIMIT {int(limit)}"  # noqa: S608  # see module docstring
 
 
+#: The parameters of ``one_encounter`` and ``encounters_by_key`` (named apart from the :his_key of sections).
+ONE_KEY = "his_key_value"
+MANY_KEYS = "his_key_values"
+
+
 def one_encounter(base_sql: str, options: SqlMappingOptions) -> str:
-    return f"SELECT q.* FROM ({strip_sql(base_sql)}) q WHERE q.{KEY} = :his_key_value AND {completed_condition(options)}"  # noqa: S608  # see module docstring
+    return f"SELECT q.* FROM ({strip_sql(base_sql)}) q WHERE q.{KEY} = :{ONE_KEY} AND {completed_condition(options)}"  # noqa: S608  # see module docstring
+
+
+def encounters_by_key(base_sql: str, options: SqlMappingOptions) -> str:
+    """``one_encounter`` for a list of keys, bound as an expanding parameter (``IN :his_key_values``)."""
+    return f"SELECT q.* FROM ({strip_sql(base_sql)}) q WHERE q.{KEY} IN :{MANY_KEYS} AND {completed_condition(options)}"  # noqa: S608  # see module docstring
 
 
 def sample(base_sql: str, limit: int) -> str:

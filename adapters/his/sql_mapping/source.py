@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -14,7 +15,17 @@ import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.assemble import build_encounter, field_types, normalise_row, sections
-from adapters.his.base import CHANGED, KEY, Row, SqlEncounterSource, upper_keys
+from adapters.his.base import (
+    CHANGED,
+    KEY,
+    LoadResult,
+    Row,
+    SqlEncounterSource,
+    capture,
+    group_rows,
+    result_rows,
+    upper_keys,
+)
 from adapters.his.checks import CheckReport, database_message, describe_failure
 from adapters.his.engine import create_his_engine
 from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
@@ -23,6 +34,7 @@ from adapters.his.paging import After
 from adapters.his.sql_mapping import queries
 from adapters.his.sql_mapping.config import SqlMappingOptions
 from adapters.his.sql_mapping.mapping import (
+    BATCH_KEYS,
     FACILITY_PLACEHOLDER,
     DefaultValue,
     MappingFile,
@@ -30,7 +42,7 @@ from adapters.his.sql_mapping.mapping import (
     UnmappedCodeError,
     load_mapping,
 )
-from adapters.his.timeconv import FAR_FUTURE, FAR_PAST, bind_time, parse_his_time
+from adapters.his.timeconv import FAR_FUTURE, FAR_PAST, bind_time
 from worker.config import HisSettings
 from worker.domain import Encounter, derive_ma_lk
 from worker.domain.coerce import CoercionError, build_section
@@ -69,6 +81,12 @@ class SqlMappingSource(SqlEncounterSource):
             }
             for name, section in mapping.sections.items()
         }
+        self._section_queries = {
+            name: section.sql for name, section in mapping.sections.items() if section.sql is not None
+        }
+        self._one_encounter_sql = queries.one_encounter(mapping.encounters.sql, options)
+        self._encounters_by_key_sql = queries.encounters_by_key(mapping.encounters.sql, options)
+        self._statements: dict[tuple[str, bool, str | None], sa.TextClause] = {}
 
     @classmethod
     def from_settings(cls, his: HisSettings, *, url: str, facility_code: str) -> Self:
@@ -106,16 +124,34 @@ class SqlMappingSource(SqlEncounterSource):
             **queries.status_parameters(self.sql_options),
         }
 
+    def _statement(self, sql: str, *, stream: bool = False, expanding: str | None = None) -> sa.TextClause:
+        """The text construct of a query, built once per query: ``text()`` parses the SQL for its parameters,
+        which cost more than running a small query. ``expanding``: the parameter bound to a list of keys."""
+        cache_key = (sql, stream, expanding)
+        statement = self._statements.get(cache_key)
+        if statement is None:
+            statement = sa.text(sql)
+            if expanding is not None:
+                statement = statement.bindparams(sa.bindparam(expanding, expanding=True))
+            if stream:
+                statement = statement.execution_options(yield_per=self.page_size)
+            self._statements[cache_key] = statement
+        return statement
+
     def _fetch(
-        self, conn: Connection, sql: str, parameters: Mapping[str, object], *, stream: bool = False
+        self,
+        conn: Connection,
+        sql: str,
+        parameters: Mapping[str, object],
+        *,
+        stream: bool = False,
+        expanding: str | None = None,
     ) -> list[Row]:
         """Rows keyed by upper-case names. ``stream``: fetch through a server-side cursor ``page_size``
-        rows at a time (list pages); one encounter's rows are few and go in one round trip."""
-        statement = sa.text(sql)
-        if stream:
-            statement = statement.execution_options(yield_per=self.page_size)
-        result = conn.execute(statement, dict(parameters))
-        return [upper_keys(row) for row in result.mappings()]
+        rows at a time (list pages); encounters' rows go in one round trip."""
+        return result_rows(
+            conn.execute(self._statement(sql, stream=stream, expanding=expanding), dict(parameters))
+        )
 
     def _list_row(self, row: Row) -> Row:
         for column, map_name in self.mapping.encounters.maps.items():
@@ -156,27 +192,104 @@ class SqlMappingSource(SqlEncounterSource):
         return [self._list_row(row) for row in self._fetch(conn, sql, parameters, stream=True)]
 
     # -- load ----------------------------------------------------------------------------------------------
-    def _encounter_row(self, conn: Connection, his_key: str) -> Row | None:
-        sql = queries.one_encounter(self.mapping.encounters.sql, self.sql_options)
+    def _encounter_rows(self, conn: Connection, his_key: object) -> list[Row]:
         parameters = self._list_parameters(since=None, start=None, end=None)
-        parameters["his_key_value"] = his_key
-        rows = self._fetch(conn, sql, parameters)
-        if len(rows) > 1:
-            raise EncounterDataError(his_key, f"{len(rows)} rows share this HIS_KEY", section="encounters")
-        return rows[0] if rows else None
+        parameters[queries.ONE_KEY] = his_key
+        return self._fetch(conn, self._one_encounter_sql, parameters)
 
-    def _section_rows(self, conn: Connection, his_key: str, key_value: object) -> dict[str, list[Row]]:
-        rows: dict[str, list[Row]] = {}
-        parameters = {"his_key": key_value, "facility_code": self.facility_code}
-        for name, section in self.mapping.sections.items():
-            if section.sql is not None:
-                rows[name] = self._fetch(conn, section.sql, parameters)
+    def _section_reader(self, conn: Connection, sql: str) -> Callable[[object], list[Row]]:
+        """Reads one section of one encounter, given the encounter's HIS_KEY as the encounters query gave it."""
+        return lambda key_value: self._fetch(
+            conn, sql, {"his_key": key_value, "facility_code": self.facility_code}
+        )
+
+    def _batch_section_reader(self, conn: Connection, sql: str) -> Callable[[list[object]], list[Row]]:
+        return lambda key_values: self._fetch(
+            conn, sql, {BATCH_KEYS: key_values, "facility_code": self.facility_code}, expanding=BATCH_KEYS
+        )
+
+    def _load(self, conn: Connection, his_key: str) -> Encounter | None:
+        listed = _the_one_row(his_key, self._encounter_rows(conn, his_key))
+        if listed is None:
+            return None
+        rows = {
+            name: self._section_reader(conn, sql)(listed[KEY]) for name, sql in self._section_queries.items()
+        }
+        return self._assemble(his_key, listed, rows)
+
+    def _load_many(self, conn: Connection, his_keys: Sequence[str]) -> dict[str, LoadResult]:
+        list_parameters = self._list_parameters(since=None, start=None, end=None)
+        by_key = self.batched_rows(
+            {key: key for key in his_keys},
+            lambda keys: self._fetch(
+                conn,
+                self._encounters_by_key_sql,
+                {**list_parameters, queries.MANY_KEYS: keys},
+                expanding=queries.MANY_KEYS,
+            ),
+            lambda key: self._encounter_rows(conn, key),
+            column=KEY,
+            part="encounters",
+        )
+        results: dict[str, LoadResult] = {}
+        listed: dict[str, Row] = {}
+        for key in his_keys:
+            try:
+                row = _the_one_row(key, by_key[key])
+            except EncounterDataError as exc:
+                results[key] = exc
+                continue
+            if row is None:
+                results[key] = None
+            else:
+                listed[key] = row
+        rows = self._section_rows_many(conn, {key: row[KEY] for key, row in listed.items()})
+        for key, row in listed.items():
+            results[key] = capture(partial(self._assemble, key, row, rows[key]))
+        return {key: results[key] for key in his_keys}
+
+    def _section_rows_many(
+        self, conn: Connection, key_values: Mapping[str, object]
+    ) -> dict[str, dict[str, list[Row]]]:
+        """Per requested key, the rows of each section with a query: one query per section for the batch where
+        the mapping gives a batch query, else one per encounter (in the same transaction)."""
+        rows: dict[str, dict[str, list[Row]]] = {key: {} for key in key_values}
+        if not key_values:
+            return rows
+        for name, sql in self._section_queries.items():
+            read_one = self._section_reader(conn, sql)
+            batch_sql = self.mapping.sections[name].batch_sql
+            if batch_sql is None:
+                section = {key: read_one(value) for key, value in key_values.items()}
+            else:
+                section = self.batched_rows(
+                    key_values,
+                    self._batch_section_reader(conn, batch_sql),
+                    read_one,
+                    column=KEY,
+                    part=name,
+                    drop_column=True,
+                )
+            for key, section_rows in section.items():
+                rows[key][name] = section_rows
+        return rows
+
+    def _assemble(self, his_key: str, listed: Row, queried: Mapping[str, list[Row]]) -> Encounter:
+        """The encounter from its encounters row and the rows of the sections with a query."""
+        rows = dict(queried)
         for name, section in self.mapping.sections.items():
             if section.same_row_as is not None:
                 rows[name] = [dict(row) for row in rows[section.same_row_as]]
         for name, section in self.mapping.sections.items():
             rows[name] = [self._apply_section(his_key, name, section, row) for row in rows[name]]
-        return rows
+        ma_lk = listed.get("MA_LK")
+        return build_encounter(
+            his_key=his_key,
+            ma_lk=str(ma_lk) if ma_lk else derive_ma_lk(self.facility_code, his_key),
+            completed_at=self.completion_time(his_key, listed, "encounters"),
+            rows=rows,
+            zone=self.zone,
+        )
 
     def _apply_section(self, his_key: str, name: str, section: SectionQuery, row: Row) -> Row:
         for column, map_name in section.maps.items():
@@ -189,20 +302,6 @@ class SqlMappingSource(SqlEncounterSource):
             if row.get(field) is None:
                 row[field] = value
         return row
-
-    def _load(self, conn: Connection, his_key: str) -> Encounter | None:
-        listed = self._encounter_row(conn, his_key)
-        if listed is None:
-            return None
-        rows = self._section_rows(conn, his_key, listed[KEY])
-        ma_lk = listed.get("MA_LK")
-        return build_encounter(
-            his_key=his_key,
-            ma_lk=str(ma_lk) if ma_lk else derive_ma_lk(self.facility_code, his_key),
-            completed_at=parse_his_time(listed.get(self.options.completion_time_field), self.zone),
-            rows=rows,
-            zone=self.zone,
-        )
 
     # -- check ---------------------------------------------------------------------------------------------
     def check(self, sample: int = 20) -> CheckReport:
@@ -267,15 +366,17 @@ class SqlMappingSource(SqlEncounterSource):
         ]
         unmapped: dict[tuple[str, str, str], Counter[str]] = {}
         columns: set[str] = set()
+        per_key: dict[str, list[Row]] = {}
         try:
             with self.engine.connect() as conn:
                 for key in keys:
                     result = conn.execute(
-                        sa.text(section.sql), {"his_key": key, "facility_code": self.facility_code}
+                        self._statement(section.sql), {"his_key": key, "facility_code": self.facility_code}
                     )
                     names = result.keys()
                     columns |= {str(column).upper() for column in names}
                     rows = [upper_keys(row) for row in result.mappings()]
+                    per_key[str(key)] = rows
                     if not sections()[name].many and len(rows) > 1:
                         report.error(name, f"{len(rows)} rows for one encounter; at most one is allowed")
                     for row in rows:
@@ -284,6 +385,10 @@ class SqlMappingSource(SqlEncounterSource):
         except sa_exc.SQLAlchemyError as exc:
             report.error(name, f"query failed: {database_message(exc)}")
             return
+        if section.batch_sql is not None:
+            self._check_batch(
+                report, name, section.batch_sql, keys=keys, per_key=per_key, per_key_columns=columns
+            )
         allowed: set[str] = set()
         for member in group:
             allowed |= set(field_types(sections()[member].cls))
@@ -300,6 +405,55 @@ class SqlMappingSource(SqlEncounterSource):
                 )
         for (member, column, map_name), codes in unmapped.items():
             report.unmapped(f"{member}.{column}", map_name, codes)
+
+    def _check_batch(
+        self,
+        report: CheckReport,
+        name: str,
+        batch_sql: str,
+        *,
+        keys: Sequence[object],
+        per_key: Mapping[str, list[Row]],
+        per_key_columns: set[str],
+    ) -> None:
+        """The section's batch query must give each sampled encounter exactly the rows, in the order, that
+        its one-encounter query gives (helper columns, named ``_…``, aside: the adapter ignores them)."""
+        where = f"{name}.batch_sql"
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(
+                    self._statement(batch_sql, expanding=BATCH_KEYS),
+                    {BATCH_KEYS: list(keys), "facility_code": self.facility_code},
+                )
+                names = result.keys()
+                columns = {str(column).upper() for column in names}
+                rows = [upper_keys(row) for row in result.mappings()]
+        except sa_exc.SQLAlchemyError as exc:
+            report.error(where, f"query failed: {database_message(exc)}")
+            return
+        if KEY not in columns:
+            report.error(where, f"no {KEY} column: the rows cannot be given to their encounters")
+            return
+        others = sorted(_fields(columns - {KEY}) ^ _fields(per_key_columns))
+        if others:
+            report.error(where, f"not the same columns as sql: {', '.join(others)}")
+            return
+        grouped = group_rows({str(key): key for key in keys}, rows, KEY, drop_column=True)
+        if grouped is None:
+            report.error(where, f"returns rows whose {KEY} is none of the sampled encounters' keys")
+            return
+        differ = [
+            key
+            for key, expected in per_key.items()
+            if [_field_values(row) for row in grouped.get(key, [])]
+            != [_field_values(row) for row in expected]
+        ]
+        if differ:
+            report.error(
+                where,
+                f"not the same rows as sql for {len(differ)} of {len(per_key)} sampled encounter(s), "
+                f"e.g. {differ[0]}",
+            )
 
     def _check_row(
         self, report: CheckReport, name: str, row: Row, unmapped: dict[tuple[str, str, str], Counter[str]]
@@ -320,6 +474,20 @@ class SqlMappingSource(SqlEncounterSource):
             build_section(cls, normalise_row(cls, row, self.zone))
         except CoercionError as exc:
             report.error(f"{name}.{exc.field_name.upper()}", f"cannot read the value as {exc.expected}")
+
+
+def _fields(columns: set[str]) -> set[str]:
+    return {column for column in columns if not column.startswith("_")}
+
+
+def _field_values(row: Row) -> Row:
+    return {column: value for column, value in row.items() if not column.startswith("_")}
+
+
+def _the_one_row(his_key: str, rows: list[Row]) -> Row | None:
+    if len(rows) > 1:
+        raise EncounterDataError(his_key, f"{len(rows)} rows share this HIS_KEY", section="encounters")
+    return rows[0] if rows else None
 
 
 def _default(value: DefaultValue, facility_code: str) -> object:

@@ -93,6 +93,31 @@ def test_check_names_bad_sql_typos_and_unmapped_codes(
     assert "service_lines.DONVI_TINH: not a standard field of this section" in " ".join(_errors(report))
 
 
+def test_check_names_a_section_whose_batch_query_disagrees_with_its_query(
+    tmp_path: Path, his_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = _broken_mapping(
+        tmp_path,
+        ("ORDER BY v.visit_code, rx.line_no", "ORDER BY v.visit_code, rx.line_no DESC"),  # other order
+        ("SELECT v.visit_code AS HIS_KEY,\n       lr.service_code", "SELECT lr.service_code"),  # whose row?
+        (
+            "SELECT v.visit_code AS HIS_KEY,\n       fu.slip_no",
+            "SELECT v.visit_code AS HIS_KEY, fu.id,\n fu.slip_no",
+        ),
+    )
+    code, report = _check(_config(tmp_path, his_file, mapping), capsys)
+    with_several_drugs = sum(len(encounter.drug_lines) > 1 for encounter in sample_encounters())
+    sampled = len(sample_encounters())
+    assert code == 1
+    assert _errors(report) == [
+        f"drug_lines.batch_sql: not the same rows as sql for {with_several_drugs} of {sampled} sampled "
+        "encounter(s), e.g. V0000001",
+        "cls_results.batch_sql: no HIS_KEY column: the rows cannot be given to their encounters",
+        "follow_up.batch_sql: not the same columns as sql: ID",
+        f"load_many: the batch load differs from load for {with_several_drugs} of {sampled} sampled, e.g. V0000001",
+    ]
+
+
 def test_check_reports_a_missing_completion_column(
     tmp_path: Path, his_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,6 +27,9 @@ values = { M = 1, F = 2 }
 """
 
 
+BATCH = "SELECT v.code AS HIS_KEY, v.ended AS NGAY_RA FROM visits v WHERE v.code IN :his_keys"
+
+
 def _write(tmp_path: Path, text: str, name: str = "mapping.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -72,6 +75,33 @@ def test_the_demo_mapping_and_its_yaml_twin_load_the_same(tmp_path: Path) -> Non
             "unmapped",
         ),
         (("[sections.visit]", "[sections.visit]\nsqll = 'x'"), "visit", None, "unknown key"),
+        (
+            ("[sections.patient]", f"[sections.patient]\nbatch_sql = {BATCH!r}"),
+            "patient",
+            None,
+            "batch_sql needs sql",
+        ),
+        (
+            ("[sections.visit]", '[sections.visit]\nbatch_sql = "SELECT 1 AS HIS_KEY"'),
+            "visit",
+            None,
+            "batch_sql must select the encounters' rows with IN :his_keys",
+        ),
+        (
+            (
+                "[sections.visit]",
+                f"[sections.visit]\nbatch_sql = {BATCH.replace('IN :his_keys', 'IN (:his_keys)')!r}",
+            ),
+            "visit",
+            None,
+            "without parentheses",
+        ),
+        (
+            ("[sections.visit]", f"[sections.visit]\nbatch_sql = {BATCH + ' OR v.code = :his_key'!r}"),
+            "visit",
+            None,
+            "batch_sql: unknown parameter :his_key",
+        ),
     ],
 )
 def test_errors_name_file_section_and_column(
@@ -86,6 +116,16 @@ def test_errors_name_file_section_and_column(
     assert failed.value.column == column
     assert message in str(failed.value)
     assert str(path) in str(failed.value)
+
+
+def test_a_section_may_add_a_batch_query(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[sections.visit]", f"[sections.visit]\nbatch_sql = {BATCH!r}", 1)
+    mapping = load_mapping(_write(tmp_path, text))
+    assert mapping.sections["visit"].batch_sql == BATCH
+    assert mapping.sections["patient"].batch_sql is None
+    assert all(
+        section.batch_sql for section in load_mapping(DEMO_MAPPING_FILE).sections.values() if section.sql
+    )
 
 
 def test_missing_required_section_and_broken_syntax(tmp_path: Path) -> None:
