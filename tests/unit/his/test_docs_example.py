@@ -18,3 +18,4 @@ def test_the_documented_example_mapping_loads(tmp_path: Path) -> None:
     mapping = load_mapping(path)
     assert set(mapping.sections) >= {"visit", "patient", "drug_lines", "service_lines", "discharge_papers"}
     assert mapping.value_maps["icd"].translate("icd", "THA,J18.9") == "I10;J18.9"
+    assert mapping.sections["drug_lines"].batch_sql is not None
