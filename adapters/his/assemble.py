@@ -77,10 +77,10 @@ def normalise_row(cls: type[Any], row: Mapping[str, object], zone: ZoneInfo) -> 
     types = field_types(cls)
     result: dict[str, object] = {}
     for key, raw in row.items():
-        name = key.upper()
+        name = key if key in types else key.upper()  # the adapters' rows are upper-cased already
         target = types.get(name)
         if target is not None:
-            result[name] = _normalise_value(target, raw, zone)
+            result[name] = None if raw is None else _normalise_value(target, raw, zone)
     return result
 
 
