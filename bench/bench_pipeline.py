@@ -408,7 +408,18 @@ def stage_breakdown(
 
     with measured() as listing:
         keys = [ref.his_key for ref in source.discover(None)]
-    encounters = timed("his_load", lambda: [source.load(key) for key in keys])
+    timed("his_load", lambda: [source.load(key) for key in keys])  # the straightforward pipeline's read
+    size = pipeline.settings.delivery.batch_size
+
+    def load_batched() -> list[Any]:
+        loaded: list[Any] = []
+        for start in range(0, n, size):
+            chunk = keys[start : start + size]
+            found = source.load_many(chunk)
+            loaded += [found[key] for key in chunk]
+        return loaded
+
+    encounters = timed("his_load_many", load_batched)  # ours: load_many per batch, as process_versions
     built = timed(
         "build_and_validate", lambda: [build_claim(e, pipeline.payload_options) for e in encounters]
     )
@@ -428,13 +439,15 @@ def stage_breakdown(
     noop = naive.app.task(name="bench.noop")(noop_task)
     timed("celery_eager_task_overhead", lambda: [noop.delay(key) for key in keys])
     stages["his_listing"] = round(listing.cpu_s * 1000 / n, 3)
-    shared = stages["his_load"] + stages["build_and_validate"] + stages["submit_http_incl_encoding"]
+    shared = stages["build_and_validate"] + stages["submit_http_incl_encoding"]
+    ours_stages = shared + stages["his_load_many"] + stages["sign_file_key"]
+    naive_stages = (
+        shared + stages["his_load"] + stages["sign_xmlsec_comparator"] + stages["celery_eager_task_overhead"]
+    )
     return {
         "cpu_ms_per_encounter": stages,
-        "ours_ledger_and_rest": round(ours_cpu_ms - shared - stages["sign_file_key"], 3),
-        "straightforward_ledger_and_rest": round(
-            naive_cpu_ms - shared - stages["sign_xmlsec_comparator"] - stages["celery_eager_task_overhead"], 3
-        ),
+        "ours_ledger_and_rest": round(ours_cpu_ms - ours_stages, 3),
+        "straightforward_ledger_and_rest": round(naive_cpu_ms - naive_stages, 3),
         "median_signed_bytes": int(statistics.median(len(s) for s in signed)),
         "note": "ledger_and_rest = measured end-to-end CPU minus the stages above (ledger writes, audit, "
         "evidence compression, claim/lease, discovery/listing, logging)",

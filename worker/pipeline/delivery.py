@@ -89,13 +89,13 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     built: list[tuple[repo.Built, bytes]] = []
     quarantined: list[repo.Quarantined] = []
     missing: list[WorkItem] = []
+    loaded = source.load_many([item.his_key for item in items])
     for item in items:
-        try:
-            encounter = source.load(item.his_key)
-        except SourceDataError as exc:
-            quarantined.append(
-                repo.Quarantined(item, f"unreadable:{exc.section}.{exc.column}", [unreadable_issue(exc)])
-            )
+        encounter = loaded[item.his_key]
+        if isinstance(encounter, SourceDataError):
+            reason = unreadable_issue(encounter)
+            digest = f"unreadable:{encounter.section}.{encounter.column}"
+            quarantined.append(repo.Quarantined(item, digest, [reason]))
             continue
         if encounter is None:
             missing.append(item)
