@@ -138,6 +138,13 @@ class PayloadSettings(Section):
 
 class DeliverySettings(Section):
     batch_size: int = Field(50, ge=1, le=1000, description="Encounters per submission task.")
+    submit_concurrency: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Gateway requests in flight per batch (each destination's `max_connections` caps the "
+        "connections; its `rate_per_s` still applies per worker process).",
+    )
     max_attempts: int = Field(8, ge=1, description="Transient failures before a version goes dead.")
     backoff_base_s: float = Field(
         30.0, gt=0, description="First retry delay; doubles per attempt (with jitter)."

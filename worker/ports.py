@@ -133,7 +133,9 @@ class GatewayReceipt:
 
 @runtime_checkable
 class Gateway(Protocol):
-    """One destination (BHXH or a provincial hub) speaking the API of DOMAIN.md §9."""
+    """One destination (BHXH or a provincial hub) speaking the API of DOMAIN.md §9.
+
+    ``submit`` is called from several threads at once (a batch keeps a few requests in flight)."""
 
     name: str
 

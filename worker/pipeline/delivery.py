@@ -8,12 +8,16 @@ leaves the version active; the lease expires and the dispatcher picks it up agai
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import random
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import Connection
 
 from schemas import PayloadValidationError, build_claim
@@ -27,7 +31,7 @@ from worker.logging import get_logger
 from worker.pipeline import hubs
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import decide
-from worker.ports import DocumentKind, GatewayReceipt, Outcome, SourceDataError
+from worker.ports import DocumentKind, Gateway, GatewayReceipt, Outcome, SourceDataError
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
@@ -213,6 +217,41 @@ def _halt(
         )
 
 
+def _send(
+    pipeline: Pipeline,
+    gateway: Gateway,
+    destination: str,
+    items: Sequence[WorkItem],
+    signed: dict[int, bytes],
+) -> list[GatewayReceipt | None]:
+    """Send a batch with up to ``delivery.submit_concurrency`` requests in flight; receipts in item order.
+
+    A real gateway answers in tens to hundreds of milliseconds: one request at a time would leave the worker
+    idle most of the time. Once an answer says the credentials or the account are wrong (AUTH/CONFIG), no
+    further request starts (``None``); requests already in flight finish and are recorded as usual."""
+    halted = threading.Event()
+
+    def send(item: WorkItem) -> GatewayReceipt | None:
+        if halted.is_set():
+            return None
+        with structlog.contextvars.bound_contextvars(ma_lk=item.ma_lk, version_id=item.version_id):
+            receipt = gateway.submit(signed[item.version_id], DocumentKind.CLAIM)
+        metrics.record_attempt(
+            destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
+        )
+        if receipt.outcome in (Outcome.AUTH, Outcome.CONFIG):
+            halted.set()
+        return receipt
+
+    workers = min(pipeline.settings.delivery.submit_concurrency, len(items))
+    if workers <= 1:
+        return [send(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"submit-{destination}") as pool:
+        # Each request runs in a copy of this thread's context: the task and encounter ids stay on its logs.
+        futures = [pool.submit(contextvars.copy_context().run, send, item) for item in items]
+        return [future.result() for future in futures]
+
+
 def _submit(
     pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes], result: BatchResult
 ) -> None:
@@ -226,28 +265,17 @@ def _submit(
             )
         result.deferred += len(sendable)
         return
+    receipts = _send(pipeline, gateway, destination, sendable, signed)
     attempts: list[tuple[WorkItem, GatewayReceipt]] = []
-    halted: tuple[GatewayReceipt, Sequence[WorkItem]] | None = None
-    for index, item in enumerate(sendable):
-        receipt = gateway.submit(signed[item.version_id], DocumentKind.CLAIM)
-        metrics.record_attempt(
-            destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
-        )
-        log.info(
-            "gateway attempt",
-            ma_lk=item.ma_lk,
-            version_id=item.version_id,
-            destination=destination,
-            outcome=receipt.outcome.value,
-            ma_ket_qua=receipt.ma_ket_qua,
-            ma_giao_dich=receipt.ma_giao_dich,
-            http_status=receipt.http_status,
-            elapsed_ms=round(receipt.elapsed_ms, 1),
-        )
-        if receipt.outcome in (Outcome.AUTH, Outcome.CONFIG):
-            halted = (receipt, sendable[index:])
-            break
-        attempts.append((item, receipt))
+    halted: GatewayReceipt | None = None
+    deferred: list[WorkItem] = []
+    for item, receipt in zip(sendable, receipts, strict=True):
+        if receipt is not None and receipt.outcome not in (Outcome.AUTH, Outcome.CONFIG):
+            attempts.append((item, receipt))
+            continue
+        # Not sent (the destination halted first) or halted here: left as it is, tried again later.
+        halted = halted or receipt
+        deferred.append(item)
     now = utcnow()
     recorded = [
         _attempt(pipeline, item, receipt, destination=destination, now=now) for item, receipt in attempts
@@ -261,7 +289,7 @@ def _submit(
             repo.clear_auth_failures(conn, destination)
             hubs.queue_for_hubs(conn, accepted, hubs.secondary_destinations(pipeline))
         if halted is not None:
-            _halt(conn, pipeline, destination, halted[0], deferred=halted[1], now=now, result=result)
+            _halt(conn, pipeline, destination, halted, deferred=deferred, now=now, result=result)
 
 
 def _count(result: BatchResult, state: State, duplicate: bool) -> None:

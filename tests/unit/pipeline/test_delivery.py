@@ -8,9 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import Engine
 
 from tests.factories import encounter
@@ -28,27 +25,15 @@ from worker.synthetic import Defect, Kind
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def certificate() -> x509.Certificate:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bệnh viện thử nghiệm")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(T0 - timedelta(days=1))
-        .not_valid_after(T0 + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-
-
 @pytest.fixture
 def world(
     sqlite_ledger: Engine, certificate: x509.Certificate
 ) -> tuple[Pipeline, FakeSource, FakeSigner, FakeGateway]:
-    settings = load_settings(delivery={"max_attempts": 3, "backoff_base_s": 1, "backoff_cap_s": 2})
+    # One request at a time: the scripted gateway hands its outcomes out in call order, so the tests here
+    # know which version gets which answer (concurrent sending has its own tests).
+    settings = load_settings(
+        delivery={"max_attempts": 3, "backoff_base_s": 1, "backoff_cap_s": 2, "submit_concurrency": 1}
+    )
     source, signer, gateway = FakeSource(), FakeSigner(certificate), FakeGateway()
     pipeline = Pipeline(
         settings=settings,
