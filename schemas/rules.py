@@ -32,6 +32,7 @@ from schemas.documents import is_single_record
 from schemas.issues import Issue
 from schemas.messages import issue
 from schemas.spec import Profile, codes_valid_on, table_fields
+from worker.domain.values import compact_moment
 
 Row = Mapping[str, str]
 Documents = Mapping[str, Sequence[Row]]
@@ -97,14 +98,12 @@ def _parts(value: str, multi: bool) -> list[str]:
 
 def _moment(text: str) -> datetime | None:
     """A ``yyyyMMddHHmm`` or ``yyyyMMdd`` text as a naive local time; None if it is not one."""
+    if len(text) not in (8, 12):
+        return None
     try:
-        if len(text) == 12 and text.isdigit():
-            return datetime.strptime(text, "%Y%m%d%H%M")
-        if len(text) == 8 and text.isdigit():
-            return datetime.strptime(text, "%Y%m%d")
+        return compact_moment(text)
     except ValueError:
         return None
-    return None
 
 
 def _day(text: str) -> date | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
+from worker.domain.values import compact_moment
+
 #: Bounds used when a query parameter must be bound but the caller gave no limit.
 FAR_PAST = datetime(1900, 1, 1)
 FAR_FUTURE = datetime(9999, 12, 31)
@@ -28,8 +30,7 @@ def parse_his_time(value: object, zone: ZoneInfo) -> datetime | None:
     if not text:
         return None
     if text.isdigit() and len(text) in (8, 12, 14):
-        layout = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}[len(text)]
-        return datetime.strptime(text, layout).replace(tzinfo=zone)
+        return compact_moment(text).replace(tzinfo=zone)
     parsed = datetime.fromisoformat(text)
     return parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from worker.domain.values import VIETNAM_TZ, BirthDate
+from worker.domain.values import VIETNAM_TZ, BirthDate, compact_moment
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ def _to_datetime(value: object) -> datetime:
         return datetime(value.year, value.month, value.day, tzinfo=VIETNAM_TZ)
     text = str(value).strip()
     if text.isdigit() and len(text) in (12, 14):
-        return datetime.strptime(text[:12], "%Y%m%d%H%M").replace(tzinfo=VIETNAM_TZ)
+        return compact_moment(text[:12]).replace(tzinfo=VIETNAM_TZ)
     parsed = datetime.fromisoformat(text)
     return parsed.replace(tzinfo=VIETNAM_TZ) if parsed.tzinfo is None else parsed
 
@@ -70,7 +70,7 @@ def _to_date(value: object) -> date:
         return value
     text = str(value).strip()
     if text.isdigit() and len(text) == 8:
-        return datetime.strptime(text, "%Y%m%d").date()
+        return compact_moment(text).date()
     return date.fromisoformat(text[:10])
 
 
@@ -123,11 +123,13 @@ _CONVERTERS: dict[type[Any], typing.Callable[[object], object]] = {
 
 
 def coerce_value(cls: type[Any], name: str, value: object) -> object:
-    if value is None or (
-        isinstance(value, str) and value.strip() == "" and _field_types(cls)[name] is not str
-    ):
+    if value is None:
         return None
     target = _field_types(cls)[name]
+    if type(value) is target and target is not datetime:  # already converted (aware datetimes are checked)
+        return value
+    if isinstance(value, str) and target is not str and not value.strip():
+        return None
     try:
         return _CONVERTERS[target](value)
     except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:

@@ -9,6 +9,23 @@ from zoneinfo import ZoneInfo
 VIETNAM_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
+def compact_moment(text: str) -> datetime:
+    """``yyyyMMdd``, ``yyyyMMddHHmm`` or ``yyyyMMddHHmmss`` (the QĐ 130 time shapes) as a naive datetime.
+
+    Same result as ``datetime.strptime`` with the matching layout, ten times cheaper: every encounter carries
+    dozens of such times. Raises ``ValueError`` for any other shape or an impossible date."""
+    if not (text.isascii() and text.isdigit()) or len(text) not in (8, 12, 14):
+        raise ValueError("not a yyyyMMdd[HHmm[ss]] time")
+    return datetime(
+        int(text[0:4]),
+        int(text[4:6]),
+        int(text[6:8]),
+        int(text[8:10] or 0),
+        int(text[10:12] or 0),
+        int(text[12:14] or 0),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BirthDate:
     """A date of birth that may lack its day/month or its time (NGAY_SINH, DOMAIN.md §7).
