@@ -114,25 +114,26 @@ def process_batch(self: LedgerTask, version_ids: list[int]) -> dict[str, int]:
 
 @app.task(base=LedgerTask, bind=True, name="vneid.discover")
 def discover(self: LedgerTask) -> dict[str, int]:
-    found = discovery.discover(self.pipeline)
-    return {
-        "seen": found.seen,
-        "opened": len(found.version_ids),
-        "batches": enqueue_batches(self.pipeline, found.version_ids),
-    }
+    batches = [0]
+
+    def enqueue(version_ids: list[int]) -> None:
+        batches[0] += enqueue_batches(self.pipeline, version_ids)
+
+    found = discovery.discover(self.pipeline, on_opened=enqueue)
+    return {"seen": found.seen, "opened": found.opened, "batches": batches[0]}
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.sweep")
 def sweep(self: LedgerTask, days: int | None = None) -> dict[str, int]:
     end = utcnow() + timedelta(minutes=1)
     start = end - timedelta(days=days or self.pipeline.settings.delivery.sweep_days)
-    found = discovery.sweep(self.pipeline, start, end)
-    return {
-        "seen": found.seen,
-        "opened": len(found.version_ids),
-        "hidden": found.hidden,
-        "batches": enqueue_batches(self.pipeline, found.version_ids),
-    }
+    batches = [0]
+
+    def enqueue(version_ids: list[int]) -> None:
+        batches[0] += enqueue_batches(self.pipeline, version_ids)
+
+    found = discovery.sweep(self.pipeline, start, end, on_opened=enqueue)
+    return {"seen": found.seen, "opened": found.opened, "hidden": found.hidden, "batches": batches[0]}
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.dispatch_due")

@@ -146,14 +146,16 @@ def discover_command(
     """Run one discovery pass now (without a worker); optionally process what it found in this process."""
     pipeline = build_pipeline(settings(ctx))
     _ensure_ledger(ctx)
-    found = discovery.discover(pipeline)
-    console.print(
-        f"seen {found.seen}, new {found.new}, changed {found.changed}, opened {len(found.version_ids)}"
-    )
-    if process:
-        for batch in discovery.chunked(found.version_ids, pipeline.settings.delivery.batch_size):
+
+    def process_page(version_ids: list[int]) -> None:
+        if not process:
+            return  # registered only: the workers (or the dispatcher) take them
+        for batch in discovery.chunked(version_ids, pipeline.settings.delivery.batch_size):
             result = delivery.process_versions(pipeline, batch, owner="cli")
             console.print({k: v for k, v in vars(result).items() if isinstance(v, int) and v})
+
+    found = discovery.discover(pipeline, on_opened=process_page)
+    console.print(f"seen {found.seen}, new {found.new}, changed {found.changed}, opened {found.opened}")
     pipeline.close()
 
 

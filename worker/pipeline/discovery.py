@@ -8,7 +8,7 @@ work of a lost task, so a message lost in Redis delays a version but never loses
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,12 +23,17 @@ WATERMARK = "discovery"
 _FLUSH_EVERY = 1000
 
 
+#: Receives the versions opened by each committed page (e.g. to enqueue them at once).
+OnOpened = Callable[[list[int]], None]
+
+
 @dataclass
 class DiscoveryResult:
     seen: int = 0
     new: int = 0
     changed: int = 0
-    version_ids: list[int] = field(default_factory=list)
+    opened: int = 0
+    version_ids: list[int] = field(default_factory=list)  # kept only when no ``on_opened`` takes them
     hidden: int = 0
 
 
@@ -39,6 +44,7 @@ def _register(
     *,
     reason: str,
     checkpoint: tuple[str, Cursor | None] | None = None,
+    on_opened: OnOpened | None = None,
 ) -> None:
     with pipeline.engine.begin() as conn:
         registration = repo.register_refs(
@@ -49,11 +55,18 @@ def _register(
     result.seen += len(refs)
     result.new += registration.new_encounters
     result.changed += registration.changed_encounters
-    result.version_ids.extend(registration.version_ids)
+    result.opened += len(registration.version_ids)
+    if on_opened is None:
+        result.version_ids.extend(registration.version_ids)
+    elif registration.version_ids:
+        # Handed on page by page: a first discovery of a million visits must not hold a million ids.
+        on_opened(registration.version_ids)
 
 
-def discover(pipeline: Pipeline) -> DiscoveryResult:
-    """Register everything changed since the watermark; the watermark advances with each committed page."""
+def discover(pipeline: Pipeline, *, on_opened: OnOpened | None = None) -> DiscoveryResult:
+    """Register everything changed since the watermark; the watermark advances with each committed page.
+
+    ``on_opened`` gets the versions each committed page opened; without it they collect in the result."""
     with pipeline.engine.begin() as conn:
         cursor, _ = repo.read_checkpoint(conn, WATERMARK)
     result = DiscoveryResult()
@@ -64,21 +77,30 @@ def discover(pipeline: Pipeline) -> DiscoveryResult:
         position = Cursor(ref.changed_at, ref.his_key)
         newest = position if newest is None or position > newest else newest
         if len(page) >= _FLUSH_EVERY:
-            _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest))
+            _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest),
+                      on_opened=on_opened)  # fmt: skip
             page = []
     if page or newest != cursor:
-        _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest))
+        _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest),
+                  on_opened=on_opened)  # fmt: skip
     log.info(
         "discovery done",
         seen=result.seen,
         new=result.new,
         changed=result.changed,
-        opened=len(result.version_ids),
+        opened=result.opened,
     )
     return result
 
 
-def sweep(pipeline: Pipeline, start: datetime, end: datetime, *, reason: str = "swept") -> DiscoveryResult:
+def sweep(
+    pipeline: Pipeline,
+    start: datetime,
+    end: datetime,
+    *,
+    reason: str = "swept",
+    on_opened: OnOpened | None = None,
+) -> DiscoveryResult:
     """Compare the HIS list of completed encounters in [start, end) with the ledger and reconcile."""
     facility = pipeline.settings.payload.facility_code
     result = DiscoveryResult()
@@ -88,10 +110,10 @@ def sweep(pipeline: Pipeline, start: datetime, end: datetime, *, reason: str = "
         listed.add(derive_ma_lk(facility, ref.his_key))
         page.append(ref)
         if len(page) >= _FLUSH_EVERY:
-            _register(pipeline, page, result, reason=reason)
+            _register(pipeline, page, result, reason=reason, on_opened=on_opened)
             page = []
     if page:
-        _register(pipeline, page, result, reason=reason)
+        _register(pipeline, page, result, reason=reason, on_opened=on_opened)
     with pipeline.engine.begin() as conn:
         gone = sorted(repo.known_ma_lks(conn, start, end) - listed)
         result.hidden = repo.mark_hidden(conn, gone)

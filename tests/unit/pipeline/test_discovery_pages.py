@@ -1,0 +1,60 @@
+"""Discovery hands the versions of each committed page on at once instead of holding them all: a first
+discovery of a million visits must not keep a million ids in the worker's memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from sqlalchemy.engine import Engine
+
+from tests.factories import encounter
+from tests.fakes import FakeGateway, FakeSigner, FakeSource
+from worker.bootstrap import payload_options
+from worker.config import load_settings
+from worker.ledger import repository as repo
+from worker.ledger.schema import versions
+from worker.pipeline import discovery
+from worker.pipeline.context import Pipeline
+from worker.synthetic import Kind
+
+T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+
+
+def test_each_committed_page_is_handed_on_and_nothing_is_kept(
+    sqlite_ledger: Engine, certificate: x509.Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "_FLUSH_EVERY", 10)
+    settings = load_settings()
+    source = FakeSource()
+    for index in range(25):
+        source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=f"{5000 + index}"), T0 + timedelta(seconds=index))
+    pipeline = Pipeline(
+        settings=settings,
+        engine=sqlite_ledger,
+        source_factory=lambda: source,
+        signer_factory=lambda: FakeSigner(certificate),
+        gateways_factory=lambda: {"bhxh": FakeGateway()},
+        payload_options=payload_options(settings.payload),
+    )
+    pages: list[list[int]] = []
+
+    def on_opened(version_ids: list[int]) -> None:
+        # Called after the page committed: its versions and the watermark are already in the ledger.
+        with sqlite_ledger.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.count()).where(versions.c.id.in_(version_ids))
+            ).scalar_one()
+            cursor, _ = repo.read_checkpoint(conn, discovery.WATERMARK)
+        assert stored == len(version_ids)
+        assert cursor is not None
+        pages.append(version_ids)
+
+    found = discovery.discover(pipeline, on_opened=on_opened)
+    assert [len(page) for page in pages] == [10, 10, 5]
+    assert (found.seen, found.opened, found.version_ids) == (25, 25, [])
+    assert len({vid for page in pages for vid in page}) == 25
+    again = discovery.discover(pipeline, on_opened=on_opened)  # nothing new: no call, nothing opened
+    assert (again.opened, len(pages)) == (0, 3)
