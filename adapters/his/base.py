@@ -256,6 +256,33 @@ def group_rows(
     return grouped
 
 
+def the_one_row(his_key: str, rows: list[Row], *, section: str, key_name: str) -> Row | None:
+    """The encounter's single listed row, ``None`` when the HIS lists none; several is that encounter's error."""
+    if len(rows) > 1:
+        raise EncounterDataError(his_key, f"{len(rows)} rows share this {key_name}", section=section)
+    return rows[0] if rows else None
+
+
+def split_listed(
+    his_keys: Sequence[str], found: Mapping[str, list[Row]], *, section: str, key_name: str
+) -> tuple[dict[str, LoadResult], dict[str, Row]]:
+    """Per key of a batch: the results already known (not listed: ``None``; listed twice: its error) and the
+    single listed row of every other key, to be read further."""
+    results: dict[str, LoadResult] = {}
+    listed: dict[str, Row] = {}
+    for key in his_keys:
+        try:
+            row = the_one_row(key, found[key], section=section, key_name=key_name)
+        except EncounterDataError as exc:
+            results[key] = exc
+            continue
+        if row is None:
+            results[key] = None
+        else:
+            listed[key] = row
+    return results, listed
+
+
 def capture(read: Callable[[], Encounter | None]) -> LoadResult:
     """``read()``, or the ``SourceDataError`` it raised: one encounter's data error is its batch result."""
     try:

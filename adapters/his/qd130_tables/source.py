@@ -12,10 +12,18 @@ import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.his.assemble import build_encounter, sections
-from adapters.his.base import LoadResult, Row, SqlEncounterSource, capture, result_rows
+from adapters.his.base import (
+    LoadResult,
+    Row,
+    SqlEncounterSource,
+    capture,
+    result_rows,
+    split_listed,
+    the_one_row,
+)
 from adapters.his.checks import CheckReport, database_message, describe_failure
 from adapters.his.engine import create_his_engine
-from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
+from adapters.his.errors import AdapterConfigError, AdapterError
 from adapters.his.options import Completion, parse_options
 from adapters.his.paging import After
 from adapters.his.qd130_tables import queries
@@ -134,7 +142,7 @@ class Qd130TablesSource(SqlEncounterSource):
     def _load(self, conn: Connection, his_key: str) -> Encounter | None:
         catalogue = self.catalogue(conn)
         found = self._rows(conn, queries.encounter_row(catalogue.tables["XML1"], self.qd_options, his_key))
-        if _the_one_row(his_key, found) is None:
+        if the_one_row(his_key, found, section="XML1", key_name="MA_LK") is None:
             return None
         tables = {"XML1": found}
         for table_id, bound in catalogue.tables.items():
@@ -152,18 +160,8 @@ class Qd130TablesSource(SqlEncounterSource):
             column="MA_LK",
             part="XML1",
         )
-        results: dict[str, LoadResult] = {}
-        present: dict[str, object] = {}
-        for key in his_keys:
-            try:
-                row = _the_one_row(key, found[key])
-            except EncounterDataError as exc:
-                results[key] = exc
-                continue
-            if row is None:
-                results[key] = None
-            else:
-                present[key] = key
+        results, listed = split_listed(his_keys, found, section="XML1", key_name="MA_LK")
+        present = {key: key for key in listed}  # MA_LK is the key itself
         tables: dict[str, dict[str, list[Row]]] = {key: {"XML1": found[key]} for key in present}
         for table_id, bound in catalogue.tables.items():
             if table_id == "XML1" or not present:
@@ -257,9 +255,3 @@ class Qd130TablesSource(SqlEncounterSource):
         if not keys:
             report.warning("XML1", "no completed encounter found")
         self.check_loads(report, keys)
-
-
-def _the_one_row(his_key: str, rows: list[Row]) -> Row | None:
-    if len(rows) > 1:
-        raise EncounterDataError(his_key, f"{len(rows)} XML1 rows share this MA_LK", section="XML1")
-    return rows[0] if rows else None

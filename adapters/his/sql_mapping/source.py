@@ -24,6 +24,8 @@ from adapters.his.base import (
     capture,
     group_rows,
     result_rows,
+    split_listed,
+    the_one_row,
     upper_keys,
 )
 from adapters.his.checks import CheckReport, database_message, describe_failure
@@ -209,7 +211,9 @@ class SqlMappingSource(SqlEncounterSource):
         )
 
     def _load(self, conn: Connection, his_key: str) -> Encounter | None:
-        listed = _the_one_row(his_key, self._encounter_rows(conn, his_key))
+        listed = the_one_row(
+            his_key, self._encounter_rows(conn, his_key), section="encounters", key_name="HIS_KEY"
+        )
         if listed is None:
             return None
         rows = {
@@ -231,18 +235,7 @@ class SqlMappingSource(SqlEncounterSource):
             column=KEY,
             part="encounters",
         )
-        results: dict[str, LoadResult] = {}
-        listed: dict[str, Row] = {}
-        for key in his_keys:
-            try:
-                row = _the_one_row(key, by_key[key])
-            except EncounterDataError as exc:
-                results[key] = exc
-                continue
-            if row is None:
-                results[key] = None
-            else:
-                listed[key] = row
+        results, listed = split_listed(his_keys, by_key, section="encounters", key_name="HIS_KEY")
         rows = self._section_rows_many(conn, {key: row[KEY] for key, row in listed.items()})
         for key, row in listed.items():
             results[key] = capture(partial(self._assemble, key, row, rows[key]))
@@ -482,12 +475,6 @@ def _fields(columns: set[str]) -> set[str]:
 
 def _field_values(row: Row) -> Row:
     return {column: value for column, value in row.items() if not column.startswith("_")}
-
-
-def _the_one_row(his_key: str, rows: list[Row]) -> Row | None:
-    if len(rows) > 1:
-        raise EncounterDataError(his_key, f"{len(rows)} rows share this HIS_KEY", section="encounters")
-    return rows[0] if rows else None
 
 
 def _default(value: DefaultValue, facility_code: str) -> object:
