@@ -43,7 +43,9 @@ encounters = sa.Table(
     sa.Column("accepted_at", TS),
     sa.Column("first_seen_at", TS, nullable=False),
     sa.Column("hidden_at", TS),
-    sa.Index(None, "completed_at"),
+    # Serves every completed_at range and covers coverage's per-day read of (ma_lk, state, accepted_at),
+    # which then never touches the table (revision 0002).
+    sa.Index(None, "completed_at", "ma_lk", "state", "accepted_at"),
     sa.Index(None, "state", "completed_at"),
 )
 
