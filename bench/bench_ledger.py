@@ -8,7 +8,7 @@ repeats; every case works on fresh rows.
 - ``register``: ``repository.register_refs`` for discovered encounters, 1000 per transaction (discovery's
   page) vs one transaction per encounter.
 - ``delivery_writes``: what ``process_versions`` records per version — ``record_built``, ``record_signed``
-  (with a ~23.5 KB signed document, zlib-compressed as evidence) and ``record_attempt`` (accepted) — with one
+  (with a ~23.5 KB signed document, zlib-compressed and AES-256-GCM-sealed as evidence) and ``record_attempt`` (accepted) — with one
   transaction per step per batch of ``--batch`` versions through the set-based ``record_*_many`` calls (as the
   pipeline does) vs one commit per singular call.
 - ``audit_append``: ``audit.append`` of one event per transaction; ``--batch`` separate appends of one event
@@ -38,11 +38,14 @@ from worker.ledger import audit, migrate
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import create_ledger_engine, utcnow
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.states import State
 from worker.ports import EncounterRef
 
 _keys = itertools.count(1)
+#: Evidence is sealed as in production (AES-256-GCM after zlib); the key lives in memory only.
+KEYS = EvidenceKeys.generate()
 
 
 def fresh_refs(count: int) -> list[EncounterRef]:
@@ -99,7 +102,7 @@ def delivery_steps(conn: sa.Connection, item: WorkItem, signed: bytes, step: str
         )
     elif step == "signed":
         digest = hashlib.sha256(signed + item.ma_lk.encode()).hexdigest()
-        repo.record_signed(conn, item, signed=signed, signed_sha256=digest, cert_serial="1a2b3c")
+        repo.record_signed(conn, item, signed=signed, signed_sha256=digest, cert_serial="1a2b3c", keys=KEYS)
     else:
         repo.record_attempt(
             conn,
@@ -113,6 +116,7 @@ def delivery_steps(conn: sa.Connection, item: WorkItem, signed: bytes, step: str
             request_hash="0" * 64,
             receipt={"maKetQua": "200"},
             duplicate=False,
+            keys=KEYS,
         )
 
 
@@ -141,6 +145,7 @@ def writes_batched(engine: sa.Engine, items: Sequence[WorkItem], signed: bytes, 
                     for item in chunk
                 ],
                 cert_serial="1a2b3c",
+                keys=KEYS,
             )
         with engine.begin() as conn:
             repo.record_attempts(
@@ -151,6 +156,7 @@ def writes_batched(engine: sa.Engine, items: Sequence[WorkItem], signed: bytes, 
                     for item in chunk
                 ],
                 destination="bhxh",
+                keys=KEYS,
             )  # fmt: skip
     return len(items)
 

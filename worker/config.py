@@ -162,6 +162,28 @@ class DeliverySettings(Section):
     replay_rate_per_s: float = Field(5.0, gt=0, description="Default pace of `vneid-sync replay`.")
 
 
+class EvidenceSettings(Section):
+    """Encryption at rest of the signed files and receipts kept in the ledger (AES-256-GCM key ring).
+
+    A key is 32 random bytes written base64 (`vneid-sync evidence new-key`); its id is derived from it. Keys
+    are secrets: give them as files (`VNEID_EVIDENCE__KEY_FILE`, `VNEID_EVIDENCE__RETIRED_KEYS_FILE`). Losing a
+    key loses the evidence it sealed: back every key up off the server."""
+
+    key: SecretStr | None = Field(
+        None,
+        description="Active key (base64 of 32 bytes): seals new evidence and opens what it sealed (secret).",
+    )
+    retired_keys: SecretStr | None = Field(
+        None,
+        description="Earlier keys, base64, one per line: open the evidence they sealed, seal nothing (secret).",
+    )
+    generate_key: bool = Field(
+        True,
+        description="Without `key`, create one once in data_dir/evidence.key (0600) and warn: for the demo. "
+        "Set false in production: a missing key then stops every process instead.",
+    )
+
+
 class DeadlineSettings(Section):
     legal_start: str = Field("2026-01-01", description="QĐ 31: every visit from this date.")
     target_hours: float = Field(3.0, gt=0, description="Send within this many hours of the visit end.")
@@ -285,6 +307,7 @@ class Settings(BaseSettings):
     signer: SignerSettings = SignerSettings()
     payload: PayloadSettings = PayloadSettings()
     delivery: DeliverySettings = DeliverySettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     deadlines: DeadlineSettings = DeadlineSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()

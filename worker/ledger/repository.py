@@ -7,7 +7,6 @@ never disagree. Callers (the pipeline services) hold no state of their own: they
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -16,9 +15,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from worker.domain import derive_ma_lk
-from worker.ledger import audit
+from worker.ledger import audit, evidence_store
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import as_utc, utcnow
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import checkpoints, destination_status, encounters, evidence, versions
 from worker.ledger.states import ACTIVE, State
 from worker.ports import Cursor, EncounterRef
@@ -494,15 +494,17 @@ class Signed:
     sha256: str
 
 
-def record_signed_many(conn: sa.Connection, signed: Sequence[Signed], *, cert_serial: str) -> None:
-    """Keep the exact signed bytes before any attempt: resubmissions send these bytes, never a rebuild."""
+def record_signed_many(
+    conn: sa.Connection, signed: Sequence[Signed], *, cert_serial: str, keys: EvidenceKeys
+) -> None:
+    """Keep the exact signed bytes, sealed, before any attempt: resubmissions send these bytes, never a rebuild."""
     if not signed:
         return
     now = utcnow()
     for chunk in _chunks(signed):
         conn.execute(sa.insert(evidence), [
-            {"version_id": entry.item.version_id, "signed_sha256": entry.sha256,
-             "signed_document": zlib.compress(entry.document, 6), "compression": "zlib", "stored_at": now}
+            {"version_id": entry.item.version_id, "signed_sha256": entry.sha256, "stored_at": now,
+             **evidence_store.document_columns(keys, entry.item.version_id, entry.document)}
             for entry in chunk
         ])  # fmt: skip
     _update_by_key(conn, versions, "id", [
@@ -521,28 +523,49 @@ def record_signed_many(conn: sa.Connection, signed: Sequence[Signed], *, cert_se
 
 
 def record_signed(
-    conn: sa.Connection, item: WorkItem, *, signed: bytes, signed_sha256: str, cert_serial: str
+    conn: sa.Connection,
+    item: WorkItem,
+    *,
+    signed: bytes,
+    signed_sha256: str,
+    cert_serial: str,
+    keys: EvidenceKeys,
 ) -> None:
-    record_signed_many(conn, [Signed(item, signed, signed_sha256)], cert_serial=cert_serial)
+    record_signed_many(conn, [Signed(item, signed, signed_sha256)], cert_serial=cert_serial, keys=keys)
 
 
-def signed_documents(conn: sa.Connection, version_ids: Sequence[int]) -> dict[int, bytes]:
-    """The stored signed bytes of these versions (those that have any), decompressed."""
+def signed_documents(conn: sa.Connection, version_ids: Sequence[int], keys: EvidenceKeys) -> dict[int, bytes]:
+    """The exact signed bytes of these versions (those that have any kept; a purged one has none)."""
     found: dict[int, bytes] = {}
     for chunk in _chunks(list(version_ids)):
         rows = conn.execute(
-            sa.select(evidence.c.version_id, evidence.c.signed_document, evidence.c.compression).where(
-                evidence.c.version_id.in_(chunk)
+            sa.select(*evidence_store.DOCUMENT_COLUMNS).where(
+                evidence.c.version_id.in_(chunk), evidence.c.signed_document.is_not(None)
             )
         )
         for row in rows:
-            raw = bytes(row.signed_document)
-            found[row.version_id] = zlib.decompress(raw) if row.compression == "zlib" else raw
+            found[row.version_id] = evidence_store.open_document(keys, row)
     return found
 
 
-def signed_document(conn: sa.Connection, version_id: int) -> bytes | None:
-    return signed_documents(conn, [version_id]).get(version_id)
+def signed_document(conn: sa.Connection, version_id: int, keys: EvidenceKeys) -> bytes | None:
+    return signed_documents(conn, [version_id], keys).get(version_id)
+
+
+def receipts(
+    conn: sa.Connection, version_ids: Sequence[int], keys: EvidenceKeys
+) -> dict[int, dict[str, object]]:
+    """The gateway's final receipt of these versions (those that have one)."""
+    found: dict[int, dict[str, object]] = {}
+    for chunk in _chunks(list(version_ids)):
+        rows = conn.execute(
+            sa.select(*evidence_store.RECEIPT_COLUMNS).where(evidence.c.version_id.in_(chunk))
+        )
+        for row in rows:
+            receipt = evidence_store.open_receipt(keys, row)
+            if receipt is not None:
+                found[row.version_id] = receipt
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,12 +592,14 @@ class Attempt:
     duplicate: bool
 
 
-def record_attempts(conn: sa.Connection, attempts: Sequence[Attempt], *, destination: str) -> None:
+def record_attempts(
+    conn: sa.Connection, attempts: Sequence[Attempt], *, destination: str, keys: EvidenceKeys
+) -> None:
     """Every attempt lands in the audit log with the gateway's answer; final answers keep the receipt."""
     for this_round in _rounds(attempts, lambda attempt: attempt.item.version_id):
         now = utcnow()
         version_rows: list[dict[str, object]] = []
-        receipts: list[dict[str, object]] = []
+        sealed_receipts: list[dict[str, object]] = []
         for attempt in this_round:
             state = attempt.result.state
             row: dict[str, object] = {
@@ -585,13 +610,15 @@ def record_attempts(conn: sa.Connection, attempts: Sequence[Attempt], *, destina
             if state in (State.ACCEPTED, State.REJECTED):
                 row.update(ma_ket_qua=attempt.ma_ket_qua, ma_giao_dich=attempt.ma_giao_dich,
                            thoi_gian_tiep_nhan=attempt.thoi_gian_tiep_nhan)  # fmt: skip
-                # The receipt (thongDiep may echo personal data) lives with the evidence, not in logs or audit.
-                receipts.append({"version_id": attempt.item.version_id, "receipt": attempt.receipt})
+                # The receipt (thongDiep may echo personal data) lives sealed with the evidence, never in logs
+                # or audit; the plain fields queries need are the version's columns above.
+                sealed = evidence_store.receipt_columns(keys, attempt.item.version_id, attempt.receipt)
+                sealed_receipts.append({"version_id": attempt.item.version_id, **sealed})
             if state is State.ACCEPTED:
                 row["accepted_at"] = now
             version_rows.append(row)
         _update_by_key(conn, versions, "id", version_rows, also={"attempts": versions.c.attempts + 1})
-        _update_by_key(conn, evidence, "version_id", receipts)
+        _update_by_key(conn, evidence, "version_id", sealed_receipts, also={"receipt": sa.null()})
         _update_by_key(conn, encounters, "ma_lk", [
             _encounter_state(attempt.item.ma_lk, attempt.item.version_id, attempt.result.state, now)
             for attempt in this_round
@@ -620,10 +647,11 @@ def record_attempt(
     request_hash: str,
     receipt: dict[str, object],
     duplicate: bool,
+    keys: EvidenceKeys,
 ) -> None:
     attempt = Attempt(item, result, http_status, ma_ket_qua, ma_giao_dich, thoi_gian_tiep_nhan, request_hash,
                       receipt, duplicate)  # fmt: skip
-    record_attempts(conn, [attempt], destination=destination)
+    record_attempts(conn, [attempt], destination=destination, keys=keys)
 
 
 def defer(conn: sa.Connection, items: Sequence[WorkItem], *, reason: str, until: datetime | None) -> None:

@@ -6,7 +6,7 @@
   The due/lease columns make each row its own outbox entry: whatever is due and unleased gets enqueued.
 - ``deliveries``: per extra destination (provincial hubs) — the primary destination's state is on ``versions``.
 - ``audit_log``: append-only, hash-chained, one row per attempt and state change.
-- ``evidence``: the exact signed bytes (compressed) and the receipt of each version sent.
+- ``evidence``: the exact signed bytes (compressed, encrypted) and the receipt (encrypted) of each version sent.
 - ``checkpoints``: discovery watermark and backfill progress; ``destination_status``: stopped destinations;
   ``alert_state``: fired/cleared alert conditions.
 """
@@ -117,15 +117,23 @@ audit_log = sa.Table(
     sa.Index(None, "at"),
 )
 
+# Sealed columns hold AES-256-GCM blobs (worker/ledger/evidence_crypto.py) under the key their *_key_id names.
+# Rows written before revision 0003 hold the zlib bytes and the receipt in plain (key ids NULL) until
+# `vneid-sync evidence rekey` seals them. A purge (retention) clears the bytes and keys, keeps the hash.
 evidence = sa.Table(
     "evidence",
     metadata,
     sa.Column("version_id", BIGINT, sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("signed_sha256", sa.String(64), nullable=False),
-    sa.Column("signed_document", sa.LargeBinary, nullable=False),
+    # Compressed (``compression``), then sealed; NULL once purged.
+    sa.Column("signed_document", sa.LargeBinary),
     sa.Column("compression", sa.String(10), nullable=False),
-    sa.Column("receipt", sa.JSON),
+    sa.Column("document_key_id", sa.String(32)),
+    sa.Column("receipt", sa.JSON),  # plain receipt of rows from before revision 0003 only
+    sa.Column("sealed_receipt", sa.LargeBinary),  # the receipt's JSON, sealed
+    sa.Column("receipt_key_id", sa.String(32)),
     sa.Column("stored_at", TS, nullable=False),
+    sa.Column("purged_at", TS),
 )
 
 checkpoints = sa.Table(

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from schemas import PayloadOptions
 from worker.config import Settings
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ports import EncounterSource, Gateway, Signer
 
 
@@ -20,6 +21,8 @@ class Pipeline:
     signer_factory: Callable[[], Signer]
     gateways_factory: Callable[[], dict[str, Gateway]]
     payload_options: PayloadOptions
+    #: Seals the signed files and receipts the ledger keeps, opens them for resubmission (evidence_crypto).
+    evidence_keys: EvidenceKeys
     #: Optional check of each signed file before it is kept (DOMAIN.md §10.3 step 4); raises when it fails.
     verifier: Callable[[bytes], object] | None = None
     _source: EncounterSource | None = field(default=None, init=False, repr=False)

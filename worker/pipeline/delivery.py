@@ -136,7 +136,10 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
         signed.append(repo.Signed(item, signed_bytes, hashlib.sha256(signed_bytes).hexdigest()))
     with pipeline.engine.begin() as conn:
         repo.record_signed_many(
-            conn, signed, cert_serial=format(pipeline.signer.certificate.serial_number, "x")
+            conn,
+            signed,
+            cert_serial=format(pipeline.signer.certificate.serial_number, "x"),
+            keys=pipeline.evidence_keys,
         )
     return {entry.item.version_id: entry.document for entry in signed}
 
@@ -145,7 +148,11 @@ def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int
     """Fill ``signed`` with the stored bytes of versions signed earlier; return the stopped destinations."""
     with pipeline.engine.begin() as conn:
         signed.update(
-            repo.signed_documents(conn, [item.version_id for item in items if item.version_id not in signed])
+            repo.signed_documents(
+                conn,
+                [item.version_id for item in items if item.version_id not in signed],
+                pipeline.evidence_keys,
+            )
         )
         return repo.stopped_destinations(conn)
 
@@ -283,7 +290,7 @@ def _submit(
     for attempt in recorded:
         _tally(result, attempt)
     with pipeline.engine.begin() as conn:
-        repo.record_attempts(conn, recorded, destination=destination)
+        repo.record_attempts(conn, recorded, destination=destination, keys=pipeline.evidence_keys)
         accepted = [item.version_id for item, receipt in attempts if receipt.outcome is Outcome.ACCEPTED]
         if accepted:
             repo.clear_auth_failures(conn, destination)

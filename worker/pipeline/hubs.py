@@ -96,7 +96,7 @@ def deliver_due(pipeline: Pipeline, *, limit: int = 200) -> HubResult:
         if gateway is None or row.destination in stopped:
             continue
         with pipeline.engine.connect() as conn:
-            document = repo.signed_document(conn, row.version_id)
+            document = repo.signed_document(conn, row.version_id, pipeline.evidence_keys)
         if document is None:
             continue
         receipt = gateway.submit(document, DocumentKind.CLAIM)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from worker.ledger import audit
 from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, Built, WorkItem
 from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
@@ -20,6 +21,7 @@ from worker.ports import EncounterRef
 
 FACILITY = "79999"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+KEYS = EvidenceKeys.generate()
 
 
 @pytest.fixture(params=["sqlite_ledger", "pg_ledger"])
@@ -101,7 +103,9 @@ def test_two_attempts_for_one_version_in_one_call_count_twice(ledger: Engine) ->
     item = discover(ledger, "K1", T0)
     with ledger.begin() as conn:
         repo.record_built_many(conn, [Built(item, digest("a"))])
-        repo.record_signed_many(conn, [repo.Signed(item, b"<x/>", digest("<x/>"))], cert_serial="ab")
+        repo.record_signed_many(
+            conn, [repo.Signed(item, b"<x/>", digest("<x/>"))], cert_serial="ab", keys=KEYS
+        )
     retry = AttemptResult(State.SUBMITTED, error_code="http:503", next_attempt_at=T0)
     accepted = AttemptResult(State.ACCEPTED)
     attempts = [
@@ -111,9 +115,9 @@ def test_two_attempts_for_one_version_in_one_call_count_twice(ledger: Engine) ->
         ),
     ]
     with ledger.begin() as conn:
-        repo.record_attempts(conn, attempts, destination="bhxh")
+        repo.record_attempts(conn, attempts, destination="bhxh", keys=KEYS)
         row = conn.execute(sa.select(versions).where(versions.c.id == item.version_id)).one()
-        receipt = conn.execute(sa.select(evidence.c.receipt)).scalar_one()
+        receipt = repo.receipts(conn, [item.version_id], KEYS)[item.version_id]
     assert (row.attempts, row.state, row.ma_giao_dich) == (2, State.ACCEPTED, "GD1")
     assert receipt == {"maKetQua": "200"}
 

@@ -24,7 +24,7 @@ from adapters.his.demo import schema
 from adapters.his.demo.seed import DemoWriter, generate_with_defects, writer_engine
 from adapters.his.registry import create_source
 from tests.fakes import FakeGateway, FakeSigner
-from worker.bootstrap import payload_options
+from worker.bootstrap import evidence_keys, payload_options
 from worker.config import Settings, load_settings
 from worker.domain import Encounter
 from worker.domain.values import VIETNAM_TZ
@@ -120,6 +120,7 @@ def world(tmp_path: Path, pg_ledger: Engine, certificate: x509.Certificate) -> I
         source_factory=lambda: create_source(settings.his, FACILITY, url=settings.his_url),
         signer_factory=lambda: signer, gateways_factory=lambda: {"bhxh": gateway},
         payload_options=payload_options(settings.payload),
+        evidence_keys=evidence_keys(settings),  # the key the CLI processes of these tests use too
     )  # fmt: skip
     yield World(config=config, his_url=his_url, settings=settings, pipeline=pipeline, gateway=gateway)
     pipeline.source().close()  # not pipeline.close(): the ledger engine belongs to the session fixture

@@ -27,11 +27,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.states import State
 from worker.ports import EncounterRef
 
 FACILITY = "79999"
+#: Seals the evidence these ledgers keep (in memory: nothing here reads it back after the test).
+EVIDENCE_KEYS = EvidenceKeys.generate()
 
 
 # ------------------------------------------------------------------------------------------ ledger
@@ -52,7 +55,12 @@ def sign(engine: Engine, item: WorkItem) -> WorkItem:
         signed = f"<GIAMDINHHS>{item.ma_lk}</GIAMDINHHS>".encode()
         [built] = repo.read_items(conn, [item.version_id])
         repo.record_signed(
-            conn, built, signed=signed, signed_sha256=hashlib.sha256(signed).hexdigest(), cert_serial="abc"
+            conn,
+            built,
+            signed=signed,
+            signed_sha256=hashlib.sha256(signed).hexdigest(),
+            cert_serial="abc",
+            keys=EVIDENCE_KEYS,
         )
         return repo.read_items(conn, [item.version_id])[0]
 
@@ -79,6 +87,7 @@ def attempt(
             request_hash="0" * 64,
             receipt={},
             duplicate=False,
+            keys=EVIDENCE_KEYS,
         )
 
 

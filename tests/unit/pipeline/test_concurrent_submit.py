@@ -19,6 +19,7 @@ from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from worker.bootstrap import payload_options
 from worker.config import load_settings
 from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
@@ -62,6 +63,7 @@ def make_pipeline(engine: Engine, cert: x509.Certificate, gateway: FakeGateway, 
         signer_factory=lambda: signer,
         gateways_factory=lambda: {"bhxh": gateway},
         payload_options=payload_options(settings.payload),
+        evidence_keys=EvidenceKeys.generate(),
     )
 
 
@@ -83,13 +85,14 @@ def test_requests_overlap_and_each_receipt_lands_on_its_version(
     assert gateway.most_in_flight == concurrency
     with sqlite_ledger.connect() as conn:
         rows = conn.execute(
-            sa.select(versions.c.ma_lk, versions.c.ma_giao_dich, versions.c.signed_sha256, evidence.c.receipt)
+            sa.select(versions.c.id, versions.c.ma_lk, versions.c.ma_giao_dich, versions.c.signed_sha256)
             .join(evidence, evidence.c.version_id == versions.c.id)
         ).all()  # fmt: skip
+        receipts = repo.receipts(conn, [row.id for row in rows], pipeline.evidence_keys)
     assert len(rows) == 12
     for row in rows:
         # The gateway numbered transactions by the bytes it got: the version's receipt is its own.
-        assert gateway.received[row.signed_sha256] == row.ma_giao_dich == row.receipt["maGiaoDich"]
+        assert gateway.received[row.signed_sha256] == row.ma_giao_dich == receipts[row.id]["maGiaoDich"]
     # Every request kept the task id and carried its own encounter id in the log context.
     assert {ctx.get("task_id") for ctx in gateway.contexts} == {"task-1"}
     assert {ctx.get("ma_lk") for ctx in gateway.contexts} == {row.ma_lk for row in rows}

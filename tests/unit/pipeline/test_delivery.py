@@ -15,6 +15,8 @@ from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from worker.bootstrap import payload_options
 from worker.config import load_settings
 from worker.ledger import audit
+from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
@@ -42,6 +44,7 @@ def world(
         signer_factory=lambda: signer,
         gateways_factory=lambda: {"bhxh": gateway},
         payload_options=payload_options(settings.payload),
+        evidence_keys=EvidenceKeys.generate(),
     )
     return pipeline, source, signer, gateway
 
@@ -217,7 +220,8 @@ def test_rejected_answer_keeps_the_gateway_message_in_the_receipt(world) -> None
     _run(pipeline)
     assert _states(pipeline.engine)["79999-1501"] == State.REJECTED
     with pipeline.engine.connect() as conn:
-        receipt = conn.execute(sa.select(evidence.c.receipt)).scalar_one()
+        [version_id] = conn.execute(sa.select(evidence.c.version_id)).scalars()
+        receipt = repo.receipts(conn, [version_id], pipeline.evidence_keys)[version_id]
     assert receipt["thongDiep"] == "error"
     assert receipt["maKetQua"] == "422"
 
@@ -288,6 +292,7 @@ def test_hub_gets_what_bhxh_accepted_and_never_blocks_it(sqlite_ledger, certific
         signer_factory=lambda: signer,
         gateways_factory=lambda: {"bhxh": bhxh, "hanoi": hub},
         payload_options=payload_options(settings.payload),
+        evidence_keys=EvidenceKeys.generate(),
     )
     source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1801"), T0)
     _run(pipeline)

@@ -15,6 +15,7 @@ from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from worker.bootstrap import payload_options
 from worker.config import load_settings
 from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import versions
 from worker.pipeline import discovery
 from worker.pipeline.context import Pipeline
@@ -38,6 +39,7 @@ def test_each_committed_page_is_handed_on_and_nothing_is_kept(
         signer_factory=lambda: FakeSigner(certificate),
         gateways_factory=lambda: {"bhxh": FakeGateway()},
         payload_options=payload_options(settings.payload),
+        evidence_keys=EvidenceKeys.generate(),
     )
     pages: list[list[int]] = []
 
