@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 
 from worker.config import Settings, load_settings
 from worker.logging import get_logger
@@ -32,6 +33,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     elif broker_url.startswith("sqla+sqlite"):
         # The embedded broker shares one SQLite file between processes: wait for its lock instead of failing.
         transport_options = {"connect_args": {"timeout": 30}}
+    beat_schedule: dict[str, dict[str, Any]] = {
+        "discover": {"task": "vneid.discover", "schedule": float(delivery.discovery_interval_s)},
+        "dispatch-due": {"task": "vneid.dispatch_due", "schedule": 30.0},
+        "sweep": {"task": "vneid.sweep", "schedule": float(delivery.sweep_interval_s)},
+        "alerts": {"task": "vneid.check_alerts", "schedule": 300.0},
+        "hubs": {"task": "vneid.deliver_hubs", "schedule": 60.0},
+    }
+    if delivery.evidence_retention_days is not None:
+        # Nightly, local time (the app's timezone), away from the 01:30 backup and the 02:30 backfill.
+        beat_schedule["evidence-purge"] = {
+            "task": "vneid.purge_evidence",
+            "schedule": crontab(hour=4, minute=0),
+        }
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,
@@ -58,14 +72,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "vneid.deliver_hubs": {"queue": DISCOVERY_QUEUE},
             "vneid.process_batch": {"queue": SUBMISSION_QUEUE},
             "vneid.backfill_batch": {"queue": BACKFILL_QUEUE},
+            "vneid.purge_evidence": {"queue": DISCOVERY_QUEUE},
         },
-        "beat_schedule": {
-            "discover": {"task": "vneid.discover", "schedule": float(delivery.discovery_interval_s)},
-            "dispatch-due": {"task": "vneid.dispatch_due", "schedule": 30.0},
-            "sweep": {"task": "vneid.sweep", "schedule": float(delivery.sweep_interval_s)},
-            "alerts": {"task": "vneid.check_alerts", "schedule": 300.0},
-            "hubs": {"task": "vneid.deliver_hubs", "schedule": 60.0},
-        },
+        "beat_schedule": beat_schedule,
         "timezone": "Asia/Ho_Chi_Minh",
         "enable_utc": True,
     }

@@ -18,6 +18,7 @@ from worker import alerts, metrics
 from worker.bootstrap import build_pipeline
 from worker.celery_app import app, queued_messages
 from worker.config import load_settings
+from worker.ledger import evidence_store
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.logging import configure_logging, get_logger
@@ -162,3 +163,15 @@ def check_alerts(self: LedgerTask) -> dict[str, int]:
 def deliver_hubs(self: LedgerTask) -> dict[str, int]:
     """Send what the primary destination accepted to the extra destinations (provincial hubs)."""
     return vars(hubs.deliver_due(self.pipeline))
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.purge_evidence")
+def purge_evidence(self: LedgerTask) -> dict[str, int]:
+    """Retention: clear the evidence of accepted versions whose visit is older than the retention period."""
+    days = self.pipeline.settings.delivery.evidence_retention_days
+    if days is None:
+        return {"purged": 0, "remaining": 0}
+    with self.pipeline.engine.begin() as conn:
+        result = evidence_store.purge_expired(conn, retention_days=days, now=utcnow())
+    log.info("evidence purged", purged=result.purged, remaining=result.remaining, retention_days=days)
+    return {"purged": result.purged, "remaining": result.remaining}

@@ -18,6 +18,7 @@ from worker.cli import (
     coverage_cmd,
     demo_cmd,
     demo_run_cmd,
+    evidence_cmd,
     monitor_cmd,
     ops_cmd,
     payload_cmd,
@@ -45,6 +46,7 @@ for module in (
     simulator_cmd,
     ops_cmd,
     coverage_cmd,
+    evidence_cmd,
     monitor_cmd,
 ):
     module.register(app)
