@@ -111,6 +111,30 @@ class SignerSettings(Section):
     verify_before_send: bool = Field(
         False, description="Verify every signed file in-process before it is stored and sent (test/staging)."
     )
+    revocation: Literal["off", "warn", "require"] = Field(
+        "warn",
+        description="Certificate revocation check before signing (OCSP, then CRL; NĐ 23/2025). A revoked "
+        "certificate never signs; an unknown status (CA unreachable) signs with `warn`, stops with `require`.",
+    )
+    ocsp_url: str | None = Field(
+        None, description="OCSP responder to ask instead of the one named in the certificate (AIA)."
+    )
+    crl_url: str | None = Field(
+        None, description="CRL to download instead of the certificate's CRL distribution points."
+    )
+    crl_file: Path | None = Field(
+        None, description="Local CRL (DER or PEM) kept current by other means; tried after OCSP and CRL URLs."
+    )
+    revocation_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one OCSP/CRL request.")
+    revocation_refresh_h: float = Field(
+        24.0,
+        gt=0,
+        description="Ask the CA again after this long even if its answer is still fresh (never past nextUpdate).",
+    )
+    revocation_cache: bool = Field(
+        True,
+        description="Keep the last good answer under data_dir/revocation/ for restarts and other processes.",
+    )
 
 
 class PayloadSettings(Section):

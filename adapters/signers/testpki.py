@@ -4,12 +4,18 @@ For tests, the demo and the training host only — never for production signatur
 certificates look like Vietnamese organisation signing certificates (C=VN, organisation name, the facility code)
 with the extensions verifiers expect: the CA has BasicConstraints CA + keyCertSign; the hospital certificate has
 digitalSignature + nonRepudiation, SKI/AKI. Every name is invented and marked TEST.
+
+The CA can also answer for its certificates' status (DOMAIN.md §10.5), the way a licensed CA does: the hospital
+certificate can point to an OCSP responder and a CRL (``ocsp_url``, ``crl_url``, ``ca_issuers_url``), a
+delegated responder certificate carries the OCSP-signing EKU (``issue_ocsp_responder``), and
+``ocsp_response`` / ``certificate_revocation_list`` produce the signed answers a test server hands out.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 DEFAULT_ORGANISATION = "BỆNH VIỆN ĐA KHOA DEMO (TEST)"
 
@@ -106,8 +113,14 @@ def issue_signing_certificate(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     digital_signature: bool = True,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> Issued:
-    """A hospital (organisation) signing certificate issued by ``ca``; ``key`` reuses an existing key."""
+    """A hospital (organisation) signing certificate issued by ``ca``; ``key`` reuses an existing key.
+
+    ``ocsp_url`` / ``ca_issuers_url`` go into the AuthorityInformationAccess extension and ``crl_url`` into
+    CRLDistributionPoints, as licensed CAs do; without them the certificate names no revocation service."""
     key = key or generate_rsa_key(key_size)
     start, end = _validity(not_before, not_after, valid_days)
     subject = x509.Name(
@@ -120,7 +133,7 @@ def issue_signing_certificate(
         ]
     )
     ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.certificate.subject)
@@ -149,9 +162,158 @@ def issue_signing_certificate(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+    )
+    builder = _with_revocation_pointers(
+        builder, ocsp_url=ocsp_url, crl_url=crl_url, ca_issuers_url=ca_issuers_url
+    )
+    return Issued(key=key, certificate=builder.sign(ca.key, hashes.SHA256()))
+
+
+def _with_revocation_pointers(
+    builder: x509.CertificateBuilder,
+    *,
+    ocsp_url: str | None,
+    crl_url: str | None,
+    ca_issuers_url: str | None,
+) -> x509.CertificateBuilder:
+    access = [
+        x509.AccessDescription(method, x509.UniformResourceIdentifier(url))
+        for method, url in (
+            (AuthorityInformationAccessOID.OCSP, ocsp_url),
+            (AuthorityInformationAccessOID.CA_ISSUERS, ca_issuers_url),
+        )
+        if url
+    ]
+    if access:
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    return builder
+
+
+# ------------------------------------------------------------------------------------ certificate status
+
+#: A revoked serial number: when, and why (``None``: no reason given, "unspecified").
+RevokedEntry = tuple[datetime, x509.ReasonFlags | None]
+
+
+def issue_ocsp_responder(
+    ca: Issued,
+    *,
+    ocsp_signing: bool = True,
+    common_name: str = "vneid-sync TEST OCSP responder",
+    valid_days: int = 30,
+    not_before: datetime | None = None,
+) -> Issued:
+    """A delegated OCSP responder certificate issued by ``ca`` (RFC 6960 §4.2.2.2): it may sign answers for
+    the CA's certificates only with the id-kp-OCSPSigning EKU (``ocsp_signing=False`` makes one without)."""
+    key = generate_rsa_key(2048)
+    start, end = _validity(not_before, None, valid_days)
+    usage = [ExtendedKeyUsageOID.OCSP_SIGNING] if ocsp_signing else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vneid-sync test PKI"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                ]
+            )
+        )
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca.key, hashes.SHA256())
     )
     return Issued(key=key, certificate=certificate)
+
+
+def ocsp_response(
+    request: ocsp.OCSPRequest,
+    *,
+    signer: Issued,
+    revoked: Mapping[int, RevokedEntry] | None = None,
+    this_update: datetime,
+    next_update: datetime | None,
+    known_serials: frozenset[int] | None = None,
+    echo_nonce: bool = True,
+    include_signer_certificate: bool = False,
+    responder_id: ocsp.OCSPResponderEncoding = ocsp.OCSPResponderEncoding.HASH,
+) -> bytes:
+    """The DER answer to ``request``, signed by ``signer`` (the CA itself, or a delegated responder whose
+    certificate is then included). ``known_serials``: serials the CA issued; others are answered "unknown".
+
+    To forge an answer in the CA's name, sign with an impostor (``generate_ca`` with the CA's common name) and
+    ``responder_id=NAME``: the answer then names the real CA but is signed by another key."""
+    serial = request.serial_number
+    revocation = (revoked or {}).get(serial)
+    if known_serials is not None and serial not in known_serials and revocation is None:
+        status = ocsp.OCSPCertStatus.UNKNOWN
+    else:
+        status = ocsp.OCSPCertStatus.REVOKED if revocation else ocsp.OCSPCertStatus.GOOD
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=request.issuer_name_hash,
+            issuer_key_hash=request.issuer_key_hash,
+            serial_number=serial,
+            algorithm=request.hash_algorithm,
+            cert_status=status,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=revocation[0] if revocation else None,
+            revocation_reason=revocation[1] if revocation else None,
+        )
+        .responder_id(responder_id, signer.certificate)
+    )
+    if include_signer_certificate:
+        builder = builder.certificates([signer.certificate])
+    if echo_nonce:
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            builder = builder.add_extension(nonce, critical=False)
+    return builder.sign(signer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def ocsp_error_response(status: ocsp.OCSPResponseStatus) -> bytes:
+    """An unsigned OCSP error answer (tryLater, internalError, unauthorized …)."""
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
+
+
+def certificate_revocation_list(
+    ca: Issued,
+    revoked: Mapping[int, RevokedEntry] | None = None,
+    *,
+    last_update: datetime,
+    next_update: datetime,
+    number: int = 1,
+) -> bytes:
+    """A DER CRL of ``ca`` listing ``revoked`` (with the reason as a CRL entry extension)."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(last_update)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for serial, (when, reason) in (revoked or {}).items():
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -226,8 +388,13 @@ def create_test_pki(
     not_after: datetime | None = None,
     passphrase: str | None = None,
     ca: Issued | None = None,
+    ocsp_url: str | None = None,
+    crl_url: str | None = None,
+    ca_issuers_url: str | None = None,
 ) -> TestPkiFiles:
-    """Generate (or reuse ``ca``) a CA and a hospital certificate, and write them under ``directory``."""
+    """Generate (or reuse ``ca``) a CA and a hospital certificate, and write them under ``directory``.
+
+    The URLs name the CA's revocation services in the hospital certificate (see ``issue_signing_certificate``)."""
     passphrase = passphrase or secrets.token_urlsafe(18)
     ca = ca or generate_ca(key_size=ca_key_size)
     hospital = issue_signing_certificate(
@@ -238,6 +405,9 @@ def create_test_pki(
         valid_days=valid_days,
         not_before=not_before,
         not_after=not_after,
+        ocsp_url=ocsp_url,
+        crl_url=crl_url,
+        ca_issuers_url=ca_issuers_url,
     )
     return TestPkiFiles(
         directory=directory,

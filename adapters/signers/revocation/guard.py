@@ -1,0 +1,107 @@
+"""The worker's signer, refusing to sign once the CA says the certificate is revoked (DOMAIN.md §10.5).
+
+``guard_signer`` wraps the process signer when ``signer.revocation`` is not ``off``. Before each signature
+it asks the shared checker, which answers from memory until the answer must be refreshed, so a batch costs
+at most one OCSP/CRL round trip and usually none. A revoked certificate raises ``CertificateRevokedError``
+(a ``CertificateNotUsableError``, like an expired certificate): the batch stops before anything is signed
+or sent, the versions stay where they are, and the ``certificate_revoked`` alert tells the operator. With
+``require``, an unknown status does the same (``CertificateStatusUnknownError``); with ``warn`` it signs
+and logs a warning each time the status is asked again.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from cryptography import x509
+
+from adapters.signers.revocation.checker import RevocationChecker, RevocationConfig, shared_checker
+from adapters.signers.revocation.model import RevocationPolicy, RevocationState, RevocationStatus
+from worker.config import SignerSettings
+from worker.logging import get_logger
+from worker.ports import Signer
+
+log = get_logger(__name__)
+
+
+def signer_chain(signer: object) -> tuple[x509.Certificate, ...]:
+    """The certificates the key source holds besides its own (a PKCS#12 or PEM chain): the issuer, usually."""
+    inner = getattr(signer, "signer", signer)  # a guarded signer: look at the one it wraps
+    key_source = getattr(inner, "key_source", None)
+    chain = getattr(key_source, "chain", ())
+    return tuple(c for c in chain if isinstance(c, x509.Certificate))
+
+
+class RevocationGuardedSigner:
+    """A ``Signer`` that checks the certificate's revocation status before delegating each signature."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        checker: RevocationChecker,
+        policy: RevocationPolicy,
+        *,
+        chain: tuple[x509.Certificate, ...] = (),
+    ) -> None:
+        self.signer = signer
+        self._checker = checker
+        self._policy = policy
+        self._chain = chain or signer_chain(signer)
+        self._lock = threading.Lock()
+        self._last: RevocationStatus | None = None
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.signer.certificate
+
+    def sign(self, document: bytes) -> bytes:
+        self.ensure_signable()
+        return self.signer.sign(document)
+
+    def ensure_signable(self) -> RevocationStatus:
+        """The current status; raises ``CertificateNotUsableError`` when the policy forbids signing."""
+        status = self._checker.status(self.certificate, chain=self._chain)
+        self._note(status)
+        refusal = status.refusal(self._policy)
+        if refusal is not None:
+            raise refusal
+        return status
+
+    @property
+    def last_status(self) -> RevocationStatus | None:
+        """The status the last signature was allowed (or refused) on: what a receipt should record."""
+        return self._last
+
+    def _note(self, status: RevocationStatus) -> None:
+        """Log when the answer changes (a new check, or a new state), never once per signed file."""
+        with self._lock:
+            previous, self._last = self._last, status
+        if previous is not None and (previous.state, previous.checked_at) == (
+            status.state,
+            status.checked_at,
+        ):
+            return
+        fields = {
+            "certificate_serial": format(self.certificate.serial_number, "x"),
+            "state": status.state.value,
+            "source": status.via,
+            "policy": self._policy.value,
+        }
+        if status.state is RevocationState.REVOKED:
+            log.error("signer.certificate_revoked", reason=status.reason, summary=status.summary(), **fields)
+        elif status.state is RevocationState.UNKNOWN:
+            signing = "refused" if self._policy is RevocationPolicy.REQUIRE else "continues"
+            log.warning(
+                "signer.certificate_status_unknown", signing=signing, summary=status.summary(), **fields
+            )
+        elif previous is None or previous.state is not RevocationState.GOOD:
+            log.info("signer.certificate_status_good", summary=status.summary(), **fields)
+
+
+def guard_signer(signer: Signer, settings: SignerSettings, data_dir: Path | None) -> Signer:
+    """``signer`` behind the revocation check of ``settings`` (unchanged when ``signer.revocation = off``)."""
+    config = RevocationConfig.from_settings(settings, data_dir)
+    if config.policy is RevocationPolicy.OFF:
+        return signer
+    return RevocationGuardedSigner(signer, shared_checker(config), config.policy)
