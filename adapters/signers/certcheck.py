@@ -8,9 +8,17 @@ Status:
   the BHXH portal (DOMAIN.md §10.1) before then.
 - ``ok``: none of the above.
 
-``vneid-sync cert check`` exits with ``EXIT_OK`` (0), ``EXIT_WARNING`` (3) or ``EXIT_FAILURE`` (4); 1 means the
-check itself could not run (e.g. the key could not be loaded). Revocation (OCSP/CRL, DOMAIN.md §10.5) is not
-checked here yet.
+Revocation (OCSP/CRL, DOMAIN.md §10.5; ``adapters.signers.revocation``), when a status is given:
+
+- ``revoked``: failure, whatever ``signer.revocation`` says (the worker refuses to sign);
+- ``unknown`` although the certificate names a revocation service (unreachable, stale, unverifiable answer):
+  a warning under ``signer.revocation = "warn"``, a failure under ``"require"`` (the worker refuses to sign);
+- ``unknown`` because nothing can be asked (no AIA/CRLDP, nothing configured: test certificates): reported,
+  but a failure only under ``"require"``: warning about every test certificate would teach people to ignore it.
+
+``vneid-sync cert check`` exits with ``EXIT_OK`` (0), ``EXIT_WARNING`` (3), ``EXIT_FAILURE`` (4) or
+``EXIT_REVOKED`` (5: the CA revoked the certificate; replace it); 1 means the check itself could not run (e.g.
+the key could not be loaded).
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from adapters.signers.revocation.model import RevocationPolicy, RevocationState, RevocationStatus
 from worker.ports import Signer
 
 EXIT_OK = 0
 EXIT_WARNING = 3
 EXIT_FAILURE = 4
+#: Distinct from a failure: a revoked certificate cannot be fixed by configuration, only replaced.
+EXIT_REVOKED = 5
 MINIMUM_RSA_BITS = 2048
 
 _KEY_USAGE_NAMES = (
@@ -74,10 +85,15 @@ class CertificateReport:
     key_matches: bool | None  # None: not checked (no key at hand)
     status: Health
     problems: tuple[str, ...]
+    revocation: RevocationStatus | None = None  # None: not checked
+
+    @property
+    def revoked(self) -> bool:
+        return self.revocation is not None and self.revocation.state is RevocationState.REVOKED
 
     @property
     def exit_code(self) -> int:
-        return self.status.exit_code
+        return EXIT_REVOKED if self.revoked else self.status.exit_code
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +110,7 @@ class CertificateReport:
             "key_size": self.key_size,
             "key_usage": list(self.key_usage),
             "key_matches": self.key_matches,
+            "revocation": self.revocation.as_dict() if self.revocation is not None else None,
         }
 
 
@@ -117,8 +134,11 @@ def check_certificate(
     warning_days: int,
     now: datetime | None = None,
     key_matches: bool | None = None,
+    revocation: RevocationStatus | None = None,
+    revocation_policy: RevocationPolicy = RevocationPolicy.WARN,
 ) -> CertificateReport:
-    """Assess one certificate; ``key_matches`` is the result of a key probe when one was possible."""
+    """Assess one certificate; ``key_matches`` is the result of a key probe when one was possible, and
+    ``revocation`` the status found under ``revocation_policy`` when it was checked."""
     now = now or datetime.now(UTC)
     remaining = days_left(certificate, now)
     failures: list[str] = []
@@ -144,6 +164,8 @@ def check_certificate(
         failures.append("KeyUsage allows neither digitalSignature nor nonRepudiation")
     if key_matches is False:
         failures.append("the private key does not belong to this certificate")
+    if revocation is not None:
+        _judge_revocation(revocation, revocation_policy, failures, warnings)
     status = Health.FAILURE if failures else Health.WARNING if warnings else Health.OK
     return CertificateReport(
         subject=certificate.subject.rfc4514_string(),
@@ -159,10 +181,37 @@ def check_certificate(
         key_matches=key_matches,
         status=status,
         problems=tuple(failures + warnings),
+        revocation=revocation,
     )
 
 
-def check_signer(signer: Signer, *, warning_days: int, now: datetime | None = None) -> CertificateReport:
+def _judge_revocation(
+    revocation: RevocationStatus, policy: RevocationPolicy, failures: list[str], warnings: list[str]
+) -> None:
+    if revocation.state is RevocationState.REVOKED:
+        failures.append(revocation.summary() + ": replace the certificate")
+    elif revocation.state is RevocationState.UNKNOWN:
+        if policy is RevocationPolicy.REQUIRE:
+            failures.append(f"revocation status {revocation.summary()} (signer.revocation = require)")
+        elif not revocation.no_source:
+            warnings.append(f"revocation status {revocation.summary()}")
+
+
+def check_signer(
+    signer: Signer,
+    *,
+    warning_days: int,
+    now: datetime | None = None,
+    revocation: RevocationStatus | None = None,
+    revocation_policy: RevocationPolicy = RevocationPolicy.WARN,
+) -> CertificateReport:
     """Assess the signer's certificate and, when the signer can be probed, whether its key matches."""
     key_matches = signer.key_matches_certificate() if isinstance(signer, KeyProbe) else None
-    return check_certificate(signer.certificate, warning_days=warning_days, now=now, key_matches=key_matches)
+    return check_certificate(
+        signer.certificate,
+        warning_days=warning_days,
+        now=now,
+        key_matches=key_matches,
+        revocation=revocation,
+        revocation_policy=revocation_policy,
+    )

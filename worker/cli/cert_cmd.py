@@ -1,8 +1,9 @@
 """`vneid-sync cert`: signing certificate health, and a throwaway test PKI for the demo and training host.
 
-``cert check`` exit codes: 0 ok; 3 warning (expires within signer.expiry_warning_days); 4 failure (expired, not
-yet valid, key does not match, weak key, KeyUsage forbids signing); 1/2 the check could not run (key source
-unreachable / misconfigured).
+``cert check`` exit codes: 0 ok; 3 warning (expires within signer.expiry_warning_days, or the revocation status
+is unknown under signer.revocation = "warn"); 4 failure (expired, not yet valid, key does not match, weak key,
+KeyUsage forbids signing, status unknown under "require"); 5 revoked by the CA; 1/2 the check could not run
+(key source unreachable / misconfigured).
 """
 
 from __future__ import annotations
@@ -13,11 +14,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
 
 from adapters.signers.certcheck import CertificateReport, check_certificate, check_signer
 from adapters.signers.errors import SignerConfigError, SignerError
 from adapters.signers.keyfiles import load_certificates
 from adapters.signers.registry import create_signer
+from adapters.signers.revocation import (
+    RevocationPolicy,
+    RevocationState,
+    RevocationStatus,
+    revocation_status,
+    signer_chain,
+)
 from adapters.signers.testpki import create_test_pki
 from worker.cli.context import CliError, console, settings
 
@@ -41,6 +50,13 @@ def _print_report(report: CertificateReport) -> None:
     console.print(f"{'key_usage':<12}{', '.join(report.key_usage) or '-'}", markup=False, highlight=False)
     matches = {True: "yes", False: "NO", None: "not checked"}[report.key_matches]
     console.print(f"{'key_matches':<12}{matches}", markup=False, highlight=False)
+    revocation = report.revocation
+    summary = "not checked" if revocation is None else revocation.summary()
+    # soft_wrap: URLs stay whole for copying, whatever the terminal width.
+    console.print(f"{'revocation':<12}{summary}", markup=False, highlight=False, soft_wrap=True)
+    if revocation is not None and revocation.state is not RevocationState.UNKNOWN:
+        for note in revocation.problems:  # sources that failed before the one that answered
+            console.print(f"{'note':<12}{note}", markup=False, highlight=False, soft_wrap=True)
     for problem in report.problems:
         console.print(f"problem     {problem}", markup=False, highlight=False)
 
@@ -58,15 +74,39 @@ def check(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    no_revocation: Annotated[
+        bool, typer.Option("--no-revocation", help="Skip the OCSP/CRL revocation check.")
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Ask the CA even when a cached answer is still fresh.")
+    ] = False,
 ) -> None:
-    """Check the signing certificate: validity, days left, key size and usage, and that the key matches.
+    """Check the signing certificate: validity, days left, key size and usage, that the key matches, and
+    whether the CA revoked it (OCSP, else CRL; per signer.revocation).
 
-    Exit 0 ok, 3 warning (expiring soon), 4 failure (expired / not yet valid / key mismatch / unusable key).
+    Exit 0 ok, 3 warning (expiring soon, revocation status unknown), 4 failure (expired / not yet valid / key
+    mismatch / unusable key / status unknown under signer.revocation = require), 5 revoked.
     """
-    config = settings(ctx).signer
+    loaded = settings(ctx)
+    config = loaded.signer
     days = config.expiry_warning_days if warning_days is None else warning_days
+    policy = RevocationPolicy(config.revocation)
+
+    def revocation(
+        certificate: x509.Certificate, chain: tuple[x509.Certificate, ...]
+    ) -> RevocationStatus | None:
+        if no_revocation:
+            return None
+        return revocation_status(config, loaded.data_dir, certificate, chain=chain, refresh=refresh)
+
     if cert is not None:
-        report = check_certificate(load_certificates(cert)[0], warning_days=days)
+        leaf, *others = load_certificates(cert)
+        report = check_certificate(
+            leaf,
+            warning_days=days,
+            revocation=revocation(leaf, tuple(others)),
+            revocation_policy=policy,
+        )
     else:
         try:
             signer = create_signer(config)
@@ -75,7 +115,12 @@ def check(
         except SignerError as exc:
             raise CliError(str(exc), exit_code=1) from None
         try:
-            report = check_signer(signer, warning_days=days)
+            report = check_signer(
+                signer,
+                warning_days=days,
+                revocation=revocation(signer.certificate, signer_chain(signer)),
+                revocation_policy=policy,
+            )
         except SignerError as exc:
             raise CliError(f"key probe failed: {exc}", exit_code=1) from None
         finally:

@@ -9,6 +9,7 @@ import pytest
 from adapters.signers.certcheck import (
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_REVOKED,
     EXIT_WARNING,
     Health,
     check_certificate,
@@ -16,6 +17,7 @@ from adapters.signers.certcheck import (
     days_left,
 )
 from adapters.signers.file.signer import FileKeySigner
+from adapters.signers.revocation import RevocationPolicy, RevocationSource, RevocationState, RevocationStatus
 from adapters.signers.testpki import issue_signing_certificate
 from tests.unit.signers.support import PkiSet, file_settings
 
@@ -76,3 +78,81 @@ def test_certificate_not_for_signing_is_a_failure(pki: PkiSet) -> None:
     report = check_certificate(encryption_only.certificate, warning_days=30)
     assert report.status is Health.FAILURE
     assert "neither digitalSignature nor nonRepudiation" in report.problems[0]
+
+
+# ------------------------------------------------------------------------------------------ revocation
+
+
+def _status(
+    state: RevocationState, *, sources: tuple[str, ...] = ("http://ocsp.ca.test",)
+) -> RevocationStatus:
+    now = datetime.now(UTC)
+    answered = state is not RevocationState.UNKNOWN
+    return RevocationStatus(
+        state=state,
+        source=RevocationSource.OCSP if answered else RevocationSource.NONE,
+        checked_at=now,
+        url=sources[0] if answered else None,
+        revoked_at=now - timedelta(days=1) if state is RevocationState.REVOKED else None,
+        reason="keyCompromise" if state is RevocationState.REVOKED else None,
+        sources=sources,
+        problems=() if answered else ("OCSP http://ocsp.ca.test: unreachable (ConnectError)",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "sources", "policy", "health", "exit_code"),
+    [
+        (RevocationState.GOOD, ("http://ocsp.ca.test",), RevocationPolicy.REQUIRE, Health.OK, EXIT_OK),
+        (
+            RevocationState.REVOKED,
+            ("http://ocsp.ca.test",),
+            RevocationPolicy.WARN,
+            Health.FAILURE,
+            EXIT_REVOKED,
+        ),
+        (
+            RevocationState.UNKNOWN,
+            ("http://ocsp.ca.test",),
+            RevocationPolicy.WARN,
+            Health.WARNING,
+            EXIT_WARNING,
+        ),
+        (
+            RevocationState.UNKNOWN,
+            ("http://ocsp.ca.test",),
+            RevocationPolicy.REQUIRE,
+            Health.FAILURE,
+            EXIT_FAILURE,
+        ),
+        # Nothing to ask (test certificates): reported, but only "require" makes it a failure.
+        (RevocationState.UNKNOWN, (), RevocationPolicy.WARN, Health.OK, EXIT_OK),
+        (RevocationState.UNKNOWN, (), RevocationPolicy.REQUIRE, Health.FAILURE, EXIT_FAILURE),
+    ],
+)
+def test_revocation_verdict_and_exit_code(
+    pki: PkiSet,
+    *,
+    state: RevocationState,
+    sources: tuple[str, ...],
+    policy: RevocationPolicy,
+    health: Health,
+    exit_code: int,
+) -> None:
+    revocation = _status(state, sources=sources)
+    report = check_certificate(
+        pki[2048].hospital.certificate, warning_days=30, revocation=revocation, revocation_policy=policy
+    )
+    assert report.status is health
+    assert report.exit_code == exit_code
+    assert report.as_dict()["revocation"]["state"] == state.value
+    assert report.revoked is (state is RevocationState.REVOKED)
+
+
+def test_revoked_beats_every_other_exit_code(pki: PkiSet) -> None:
+    report = check_certificate(
+        pki.expired.hospital.certificate, warning_days=30, revocation=_status(RevocationState.REVOKED)
+    )
+    assert report.exit_code == EXIT_REVOKED
+    assert any("revoked on" in problem and "keyCompromise" in problem for problem in report.problems)
+    assert EXIT_REVOKED not in (EXIT_OK, EXIT_WARNING, EXIT_FAILURE, 1, 2)  # 1/2: the check could not run

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from adapters.signers.certcheck import EXIT_FAILURE, EXIT_OK, EXIT_WARNING
-from adapters.signers.testpki import TestPkiFiles
+from adapters.signers.certcheck import EXIT_FAILURE, EXIT_OK, EXIT_REVOKED, EXIT_WARNING
+from adapters.signers.testpki import TestPkiFiles, create_test_pki
 from adapters.signers.verification import verify
+from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, dead_url, serve_ca
 from tests.unit.signers.support import PkiSet
 from worker.cli.app import main
 
@@ -140,3 +143,67 @@ def test_test_pki_command_writes_a_usable_key(cli: Cli) -> None:
     assert cli.run("cert", "check") == EXIT_OK
     assert "MACSKCB:01001" in cli.out
     assert cli.run("cert", "test-pki", "--out", str(out)) == 1  # refuses to overwrite
+
+
+# ------------------------------------------------------------------------------------------ revocation
+
+
+@pytest.fixture
+def ca_services(pki: PkiSet) -> Iterator[CaServices]:
+    with serve_ca(pki.ca, Clock()) as services:
+        yield services
+
+
+def _key_naming(services: CaServices, cli: Cli, **urls: str) -> TestPkiFiles:
+    """A PKCS#12 whose certificate names ``services`` (or ``urls``) as its OCSP responder and CRL."""
+    return create_test_pki(
+        cli.directory / "pki",
+        ca=services.ca,
+        ocsp_url=urls.get("ocsp_url", services.ocsp_url),
+        crl_url=urls.get("crl_url", services.crl_url),
+    )
+
+
+def test_cert_check_shows_the_revocation_status(cli: Cli, ca_services: CaServices) -> None:
+    files = _key_naming(ca_services, cli)
+    cli.use_key(files)
+    cli.monkeypatch.setenv("VNEID_DATA_DIR", str(cli.directory / "data"))
+    assert cli.run("cert", "check") == EXIT_OK
+    assert f"revocation  good according to OCSP {ca_services.ocsp_url}" in cli.out
+    assert cli.run("cert", "check") == EXIT_OK
+    assert "according to OCSP (cache)" in cli.out  # the answer kept under data_dir/revocation
+    assert cli.run("cert", "check", "--refresh") == EXIT_OK
+    assert ca_services.requests[OCSP_PATH] == 2
+
+
+def test_cert_check_exits_5_when_revoked(cli: Cli, ca_services: CaServices) -> None:
+    files = _key_naming(ca_services, cli)
+    ca_services.revoke(files.hospital.certificate, x509.ReasonFlags.key_compromise, at=ca_services.clock.now)
+    cli.use_key(files)
+    cli.monkeypatch.setenv("VNEID_DATA_DIR", str(cli.directory / "data"))
+    assert cli.run("cert", "check") == EXIT_REVOKED
+    out = cli.out
+    assert "status      FAILURE" in out
+    assert "revocation  revoked on" in out
+    assert "(keyCompromise) according to OCSP" in out
+    assert cli.run("cert", "check", "--json") == EXIT_REVOKED
+    report = json.loads(cli.out)
+    assert report["revocation"]["state"] == "revoked"
+    assert report["revocation"]["reason"] == "keyCompromise"
+    assert cli.run("cert", "check", "--cert", str(files.certificate)) == EXIT_REVOKED
+    assert cli.run("cert", "check", "--no-revocation") == EXIT_OK
+    assert "revocation  not checked" in cli.out
+    assert ca_services.requests[OCSP_PATH] == 1  # later checks used the cached answer; --no-revocation none
+
+
+def test_cert_check_unknown_status_follows_the_policy(cli: Cli, ca_services: CaServices) -> None:
+    files = _key_naming(ca_services, cli, ocsp_url=dead_url(OCSP_PATH), crl_url=dead_url(CRL_PATH))
+    cli.use_key(files)
+    assert cli.run("cert", "check") == EXIT_WARNING
+    assert "revocation  unknown: OCSP http://127.0.0.1" in cli.out
+    cli.use_key(files, revocation="require")
+    assert cli.run("cert", "check") == EXIT_FAILURE
+    assert "(signer.revocation = require)" in cli.out
+    cli.use_key(files, revocation="off")
+    assert cli.run("cert", "check") == EXIT_OK
+    assert "revocation  not checked" in cli.out
