@@ -15,6 +15,10 @@ whether it holds now, compares with the state stored in ``alert_state`` and noti
 - ``certificate_expiring`` (``signer.expiry_warning_days`` days left or fewer, or expired),
   ``certificate_invalid`` (the signing helper's ``certcheck`` says failure: expired, not yet valid, weak key,
   wrong key usage) and ``certificate_unreadable`` (the key source cannot be opened: nothing can be signed).
+- ``certificate_revoked``: the CA's OCSP responder or CRL says the certificate is revoked; the worker signs
+  nothing new until it is replaced. ``certificate_status_unknown``: no revocation source answered and
+  ``signer.revocation = "require"``, so signing is stopped (under ``"warn"`` the worker keeps signing and
+  ``health``/``cert check`` warn instead; an unreachable CA is common on hospital networks).
 
 Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
 
@@ -61,6 +65,8 @@ COVERAGE = "coverage_incomplete"
 CERT_EXPIRING = "certificate_expiring"
 CERT_INVALID = "certificate_invalid"
 CERT_UNREADABLE = "certificate_unreadable"
+CERT_REVOKED = "certificate_revoked"
+CERT_STATUS_UNKNOWN = "certificate_status_unknown"
 
 #: Encounter states that never count as late: done, or no longer completed in the HIS.
 _NOT_LATE = frozenset({State.ACCEPTED, State.HIDDEN, State.UNCHANGED, State.SUPERSEDED})
@@ -457,6 +463,54 @@ def observe_certificate(
             if invalid
             else "the signing certificate is usable",
             {**base, "problems": list(report.problems)},
+        ),
+        *observe_revocation(certificate, settings, base),
+    ]
+
+
+def observe_revocation(
+    certificate: x509.Certificate, settings: Settings, base: dict[str, object]
+) -> list[Observation]:
+    """Revoked, or (under ``signer.revocation = "require"``) unknown: both stop signing."""
+    from adapters.signers.revocation import (  # noqa: PLC0415  # load signer adapters on demand
+        RevocationPolicy,
+        RevocationState,
+        revocation_status,
+    )
+
+    status = revocation_status(settings.signer, settings.data_dir, certificate)
+    if status is None:
+        off = "revocation checking is off (signer.revocation)"
+        return [
+            Observation(CERT_REVOKED, False, off, base),
+            Observation(CERT_STATUS_UNKNOWN, False, off, base),
+        ]
+    detail = {**base, "state": status.state.value, "source": status.source.value, "url": status.url}
+    revoked = status.state is RevocationState.REVOKED
+    policy = RevocationPolicy(settings.signer.revocation)
+    stopped = status.state is RevocationState.UNKNOWN and policy is RevocationPolicy.REQUIRE
+    return [
+        Observation(
+            CERT_REVOKED,
+            revoked,
+            f"the signing certificate was {status.summary()}: nothing new is signed until it is replaced "
+            "and the new certificate is registered on the BHXH portal"
+            if revoked
+            else "the signing certificate is not revoked",
+            {
+                **detail,
+                "revoked_at": status.revoked_at.isoformat() if status.revoked_at else None,
+                "reason": status.reason,
+            },
+        ),
+        Observation(
+            CERT_STATUS_UNKNOWN,
+            stopped,
+            f"signing is stopped: the certificate's revocation status is {status.summary()} "
+            "(signer.revocation = require)"
+            if stopped
+            else f"revocation status {status.state.value}",
+            {**detail, "problems": list(status.problems)},
         ),
     ]
 

@@ -82,8 +82,10 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
     def signer() -> Signer:
         from adapters.signers.registry import process_signer  # noqa: PLC0415  # a process loads only the adapters it uses
+        from adapters.signers.revocation import guard_signer  # noqa: PLC0415  # idem
 
-        return process_signer(settings.signer)
+        # A revoked certificate (or, with signer.revocation = "require", an unknown status) refuses to sign.
+        return guard_signer(process_signer(settings.signer), settings.signer, settings.data_dir)
 
     def gateways() -> dict[str, Gateway]:
         from adapters.gateway.registry import create_gateways  # noqa: PLC0415  # a process loads only the adapters it uses

@@ -4,8 +4,9 @@ One check per dependency, each answering OK, WARN or FAIL with a short detail th
 personal data: the HIS (read-only: the adapter's engine answers ``SELECT 1`` and a listing of the last hour
 runs), the ledger (connects, schema at the newest revision), the broker (a kombu connection), every enabled
 gateway destination (a token call), the signing certificate (loaded from the configured key source, inside
-its validity period, not about to expire) and the clock (against the gateway's HTTP ``Date`` header, taken
-from the same token answer). Exit code: 0 all OK, 1 a WARN with ``--strict``, 2 any FAIL.
+its validity period, not about to expire, not revoked by its CA) and the clock (against the gateway's HTTP
+``Date`` header, taken from the same token answer). Exit code: 0 all OK, 1 a WARN with ``--strict``, 2 any
+FAIL.
 
 The certificate helpers here (``load_signing_certificate``, ``CertificateWatch``, ``assess_certificate``) are
 shared with the metrics exporter and the alert conditions, and all three judge the certificate with the signing
@@ -212,18 +213,35 @@ def judge_certificate(report: CertificateReport) -> CheckResult:
         detail += ", key matches"
     if report.problems:
         detail += ": " + "; ".join(report.problems)
+    elif report.revocation is not None:
+        detail += f", revocation {report.revocation.summary()}"
     return CheckResult("certificate", _HEALTH_STATUS[report.status.value], detail)
 
 
 def check_certificate(settings: Settings, *, now: datetime) -> CheckResult:
-    """Load the key source, probe that the key belongs to the certificate, judge the certificate."""
+    """Load the key source, probe that the key belongs to the certificate, judge the certificate and, unless
+    ``signer.revocation = "off"``, its revocation status (as ``cert check`` does)."""
     from adapters.signers.certcheck import check_signer  # noqa: PLC0415  # load signer adapters on demand
     from adapters.signers.registry import create_signer  # noqa: PLC0415  # idem
+    from adapters.signers.revocation import (  # noqa: PLC0415  # idem
+        RevocationPolicy,
+        revocation_status,
+        signer_chain,
+    )
 
     try:
         signer = create_signer(settings.signer)
         try:
-            report = check_signer(signer, warning_days=settings.signer.expiry_warning_days, now=now)
+            revocation = revocation_status(
+                settings.signer, settings.data_dir, signer.certificate, chain=signer_chain(signer)
+            )
+            report = check_signer(
+                signer,
+                warning_days=settings.signer.expiry_warning_days,
+                now=now,
+                revocation=revocation,
+                revocation_policy=RevocationPolicy(settings.signer.revocation),
+            )
         finally:
             _close(signer)
     except Exception as exc:  # reported as FAIL

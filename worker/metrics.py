@@ -15,6 +15,10 @@ queries, so the numbers are those of the whole installation whatever the number 
 ``vneid_signer_certificate_expiry_days``               days until it expires (negative once expired)
 ``vneid_signer_certificate_not_after_seconds``         its expiry as a Unix time
 ``vneid_signer_certificate_status``                    0 ok, 1 warning, 2 failure (as ``cert check``)
+``vneid_signer_certificate_revocation_status``         0 good, 1 unknown, 2 revoked (OCSP/CRL; absent when
+                                                       ``signer.revocation = "off"``); with
+                                                       ``…_revocation_next_update_seconds``: until when the
+                                                       CA's answer holds (Unix time)
 ``vneid_gateway_attempts_total{destination,code}``     audit ``attempt`` rows by ``maKetQua`` (``none``:
                                                        no answer); counted since the exporter started
 ``vneid_gateway_stops_total{destination,reason}``      destination stops (token/account/config errors)
@@ -68,6 +72,7 @@ from worker.ledger.states import State
 from worker.logging import get_logger
 
 if TYPE_CHECKING:
+    from cryptography import x509
     from prometheus_client import Counter, Histogram
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
@@ -294,10 +299,33 @@ class LedgerCollector:
             "Verdict of `vneid-sync cert check` on the certificate: 0 ok, 1 warning (renew soon), 2 failure.",
         )
         status.add_metric([], _CERT_STATUS[report.status.value])
-        return [loaded, days, not_after, status]
+        return [loaded, days, not_after, status, *self._revocation_families(certificate, gauge)]
+
+    def _revocation_families(self, certificate: x509.Certificate, gauge: Any) -> list[Metric]:
+        """The shared checker answers from its cache (memory, then the file the worker keeps): a scrape
+        asks the CA only when that answer is due for a refresh and no worker has refreshed it yet."""
+        from adapters.signers.revocation import revocation_status  # noqa: PLC0415  # load signer adapters on demand
+
+        revocation = revocation_status(self._certificates.settings, self._settings.data_dir, certificate)
+        if revocation is None:
+            return []
+        state = gauge(
+            "vneid_signer_certificate_revocation_status",
+            "Revocation status of the signing certificate (OCSP, else CRL): 0 good, 1 unknown, 2 revoked.",
+        )
+        state.add_metric([], _REVOCATION_STATE[revocation.state.value])
+        if revocation.next_update is None:
+            return [state]
+        next_update = gauge(
+            "vneid_signer_certificate_revocation_next_update_seconds",
+            "nextUpdate of the CA's revocation answer in use (Unix time).",
+        )
+        next_update.add_metric([], revocation.next_update.timestamp())
+        return [state, next_update]
 
 
 _CERT_STATUS = {"ok": 0, "warning": 1, "failure": 2}
+_REVOCATION_STATE = {"good": 0, "unknown": 1, "revoked": 2}
 
 
 def _stop_reason(detail: object) -> str:
