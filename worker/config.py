@@ -181,7 +181,11 @@ class DeliverySettings(Section):
     sweep_days: int = Field(7, ge=1, description="How far back each periodic sweep compares HIS and ledger.")
     stuck_after_s: int = Field(900, ge=5, description="A row in flight longer than this is re-enqueued.")
     evidence_retention_days: int | None = Field(
-        None, description="Delete evidence after N days; default keep."
+        None,
+        ge=1,
+        description="Purge the signed bytes and receipt of accepted visits completed more than N days ago "
+        "(nightly, audited; `vneid-sync evidence purge`). Default: keep forever. Medical-record law asks "
+        "for years (≥ 10): check with your legal counsel.",
     )
     replay_rate_per_s: float = Field(5.0, gt=0, description="Default pace of `vneid-sync replay`.")
 
