@@ -461,9 +461,13 @@ def coverage_section(coverage: dict[str, Any]) -> list[str]:
         "",
         "| Query | wall s | CPU s (this process) | rows |",
         "|---|---:|---:|---:|",
-        f"| Ledger side of `coverage.compute`: `_ledger_rows` per day, every day | "
+        f"| Ledger side of `coverage.compute`: `read_ledger_day` per day, every day | "
         f"{get(coverage, 'ledger_per_day', 'wall_s')} | {get(coverage, 'ledger_per_day', 'cpu_s_this_process')} | "
         f"{get(coverage, 'ledger_per_day', 'result_rows')} |",
+        f"| Whole `coverage.compute` with the HIS list in memory (ledger + comparison) | "
+        f"{get(coverage, 'compute_in_memory_his', 'wall_s')} | "
+        f"{get(coverage, 'compute_in_memory_his', 'cpu_s_this_process')} | "
+        f"{get(coverage, 'compute_in_memory_his', 'result_rows')} |",
         f"| `GROUP BY state` over the range | {get(coverage, 'aggregate_by_state', 'wall_s')} | "
         f"{get(coverage, 'aggregate_by_state', 'cpu_s_this_process')} | {get(coverage, 'aggregate_by_state', 'result_rows')} |",
         f"| `GROUP BY day, state` over the range | {get(coverage, 'aggregate_by_day_and_state', 'wall_s')} | "

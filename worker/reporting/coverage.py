@@ -5,12 +5,19 @@ The comparison runs one day at a time, so memory stays bounded whatever the rang
 department, visit type or insurance) it counts completed, accepted, pending, rejected, quarantined, dead,
 hidden and missing (never discovered), and it lists every encounter that is not accepted, with its state,
 reason and age, and whether it broke a deadline.
+
+The comparison is key by key (MA_LK, derived from the HIS key as discovery derives it), but the ledger does
+not send a row per encounter: a day's accepted MA_LKs (most of them) arrive joined in one string, read from
+the ``(completed_at, ma_lk, state, accepted_at)`` index alone, and only the encounters in another state, or
+that the HIS no longer lists, are read as rows. "Accepted late" compares the acceptance time with the send
+target after the completion time the ledger registered, the one the accepted version was built from.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -21,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from worker.domain import derive_ma_lk
 from worker.domain.values import VIETNAM_TZ
-from worker.ledger.db import as_utc
+from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import encounters, versions
 from worker.ledger.states import ACTIVE, State
 from worker.ports import EncounterRef, EncounterSource
@@ -29,7 +36,8 @@ from worker.reporting.deadlines import DeadlineCalendar
 
 MISSING = "missing"
 PENDING = "pending"
-COLUMNS = ("completed", "accepted", PENDING, "rejected", "quarantined", "dead", "hidden", MISSING)
+ACCEPTED = State.ACCEPTED.value
+COLUMNS = ("completed", ACCEPTED, PENDING, "rejected", "quarantined", "dead", "hidden", MISSING)
 
 
 class GroupBy(StrEnum):
@@ -100,6 +108,10 @@ def _bucket(group_by: GroupBy, ref_day: date, department: str | None, visit_type
     return f"{visit_type or '(none)'} / {insurance}"
 
 
+def _ref_bucket(group_by: GroupBy, ref_day: date, ref: EncounterRef) -> str:
+    return _bucket(group_by, ref_day, ref.department, ref.visit_type, ref.insured)
+
+
 def _days(start: date, end: date) -> Iterator[date]:
     day = start
     while day < end:
@@ -111,32 +123,153 @@ def _local_midnight(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=VIETNAM_TZ)
 
 
-def _ledger_rows(conn: sa.Connection, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
-    query = (
-        sa.select(
-            encounters.c.ma_lk, encounters.c.his_key, encounters.c.state, encounters.c.completed_at,
-            encounters.c.accepted_at, encounters.c.department, encounters.c.visit_type, encounters.c.insured,
-            versions.c.last_error_code, versions.c.issues,
-        )
-        .outerjoin(versions, versions.c.id == encounters.c.current_version_id)
-        .where(encounters.c.completed_at >= as_utc(start), encounters.c.completed_at < as_utc(end))
-    )  # fmt: skip
-    return {row.ma_lk: dict(row._mapping) for row in conn.execute(query)}
+#: Joins the MA_LKs of a day into one string: a day's accepted encounters cross the wire as one value, not
+#: thousands of rows. An ASCII control character, never part of an MA_LK (``derive_ma_lk`` keeps letters,
+#: digits, ``-`` and ``_`` besides the facility code); ``read_ledger_day`` checks the counts anyway.
+_SEPARATOR = "\x1f"
+_DETAIL_CHUNK = 500  # bound parameters per statement, well under SQLite's limit
 
 
-def _reason(row: dict[str, Any]) -> str:
-    issues = row.get("issues") or {}
+_COMPLETED_THAT_DAY = (
+    encounters.c.completed_at >= sa.bindparam("start"),
+    encounters.c.completed_at < sa.bindparam("end"),
+)
+
+
+def _day_summary(accepted_late: sa.ColumnElement[bool]) -> sa.Select[int, str | None, str | None]:
+    """Count, accepted MA_LKs and accepted-late MA_LKs of a day in one row. On both dialects the
+    ``(completed_at, ma_lk, state, accepted_at)`` index covers it: an index-only scan on PostgreSQL."""
+    accepted = encounters.c.state == State.ACCEPTED
+    return sa.select(
+        sa.func.count(),
+        sa.func.aggregate_strings(sa.case((accepted, encounters.c.ma_lk)), _SEPARATOR),
+        sa.func.aggregate_strings(
+            sa.case((sa.and_(accepted, accepted_late), encounters.c.ma_lk)), _SEPARATOR
+        ),
+    ).where(*_COMPLETED_THAT_DAY)
+
+
+# Accepted later than the send target after the completion time the ledger registered (the one the accepted
+# version was built from). SQLite has no interval arithmetic: it compares the difference of Julian days in
+# whole milliseconds (its own precision; rounded, so a delay of exactly the target is not late).
+_DAY_SUMMARY_POSTGRESQL = _day_summary(
+    encounters.c.accepted_at > encounters.c.completed_at + sa.bindparam("send_target", type_=sa.Interval())
+)
+_MS_PER_DAY = 86_400_000
+_DAY_SUMMARY_SQLITE = _day_summary(
+    sa.func.round(
+        (sa.func.julianday(encounters.c.accepted_at) - sa.func.julianday(encounters.c.completed_at))
+        * _MS_PER_DAY
+    )
+    > sa.bindparam("send_target", type_=sa.Float())
+)
+
+
+#: Every encounter of a day in any state but accepted, with what its gap's reason is made of, through the
+#: ``(state, completed_at)`` index (an explicit IN list, not ``<>``: each state is one range scan, so the
+#: accepted rows are never read).
+_NOT_ACCEPTED_THAT_DAY = (
+    sa.select(encounters.c.ma_lk, encounters.c.state, versions.c.last_error_code, versions.c.issues)
+    .outerjoin(versions, versions.c.id == encounters.c.current_version_id)
+    .where(
+        *_COMPLETED_THAT_DAY,
+        encounters.c.state.in_(sorted(state.value for state in State if state is not State.ACCEPTED)),
+    )
+)
+#: The encounter as registered, for the ones the HIS no longer lists (reported from the ledger alone).
+_REGISTERED = sa.select(
+    encounters.c.ma_lk, encounters.c.his_key, encounters.c.completed_at, encounters.c.department,
+    encounters.c.visit_type, encounters.c.insured,
+).where(encounters.c.ma_lk.in_(sa.bindparam("ma_lks", expanding=True)))  # fmt: skip
+
+#: A row of ``_NOT_ACCEPTED_THAT_DAY`` or of ``_REGISTERED``.
+_Row = sa.Row[*tuple[Any, ...]]
+
+
+def _split(joined: str | None) -> set[str]:
+    return set(joined.split(_SEPARATOR)) if joined else set()
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerDay:
+    """The ledger's view of one day. ``accepted`` and ``late`` (accepted after the send target) are MA_LKs
+    only; ``others`` maps the MA_LK of every encounter in any other state to its state, last error and
+    issues; ``unlisted`` holds the registration (his_key, completion time, buckets) of every encounter of
+    the day that the HIS did not list."""
+
+    accepted: set[str]
+    late: set[str]
+    others: dict[str, _Row]
+    unlisted: dict[str, _Row]
+
+
+class LedgerStateError(RuntimeError):
+    """The ledger's rows for a day do not add up: coverage refuses to report on them."""
+
+
+@contextmanager
+def ledger_reader(engine: Engine) -> Iterator[sa.Connection]:
+    """One connection for every day of a report (checked out and pinged once). Each day is read in a
+    transaction of its own, REPEATABLE READ on PostgreSQL so its statements see one snapshot (SQLite's
+    transaction already is one); between days no transaction stays open while the HIS is read."""
+    with engine.connect() as conn:
+        if is_postgresql(conn):
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
+def read_ledger_day(
+    conn: sa.Connection, start: datetime, end: datetime, listed: Collection[str], send_target: timedelta
+) -> LedgerDay:
+    """The ledger for [start, end) in one snapshot, so the rows agree with the counts. Only what is not
+    accepted (a few percent) or not listed by the HIS is read row by row."""
+    day = {"start": as_utc(start), "end": as_utc(end)}
+    summary, target = (
+        (_DAY_SUMMARY_POSTGRESQL, send_target)
+        if is_postgresql(conn)
+        else (_DAY_SUMMARY_SQLITE, send_target / timedelta(milliseconds=1))
+    )
+    with conn.begin():
+        total, accepted_joined, late_joined = conn.execute(summary, {**day, "send_target": target}).one()
+        others = {row.ma_lk: row for row in conn.execute(_NOT_ACCEPTED_THAT_DAY, day).all()}
+        accepted = _split(accepted_joined)
+        if len(accepted) + len(others) != total:
+            raise LedgerStateError(
+                f"{total} encounter(s) completed in [{start.isoformat()}, {end.isoformat()}) but "
+                f"{len(accepted)} accepted and {len(others)} in known states: a state coverage does not "
+                "know, or an MA_LK containing the separator"
+            )
+        missing_from_his = sorted(accepted.union(others).difference(listed))
+        unlisted = {}
+        for first in range(0, len(missing_from_his), _DETAIL_CHUNK):
+            chunk = missing_from_his[first : first + _DETAIL_CHUNK]
+            unlisted.update({row.ma_lk: row for row in conn.execute(_REGISTERED, {"ma_lks": chunk})})
+    return LedgerDay(accepted, _split(late_joined), others, unlisted)
+
+
+def _reason(row: _Row) -> str:
+    issues = row.issues
     errors = issues.get("errors") if isinstance(issues, dict) else None
     if errors:
         return "validation: " + ", ".join(sorted({str(e.get("rule")) for e in errors}))
-    if row.get("last_error_code"):
-        return str(row["last_error_code"])
-    return {
-        State.HIDDEN: "no longer completed in the HIS",
-        State.DISCOVERED: "waiting to be built",
-        State.BUILT: "waiting to be signed",
-        State.SIGNED: "waiting to be sent",
-    }.get(row["state"], str(row["state"]))
+    if row.last_error_code:
+        return str(row.last_error_code)
+    return _WAITING.get(row.state, str(row.state))
+
+
+_WAITING = {
+    State.HIDDEN.value: "no longer completed in the HIS",
+    State.DISCOVERED.value: "waiting to be built",
+    State.BUILT.value: "waiting to be signed",
+    State.SIGNED.value: "waiting to be sent",
+}
+
+
+def send_target_delay(calendar: DeadlineCalendar) -> timedelta:
+    """The send target is a fixed delay after the visit end (DOMAIN.md §11): taken from the calendar, so
+    the ledger can compare acceptance times in SQL."""
+    anchor = datetime(2026, 1, 1, tzinfo=VIETNAM_TZ)
+    return calendar.clocks(anchor).target_at - anchor
 
 
 def compute(
@@ -151,51 +284,81 @@ def compute(
     now: datetime,
 ) -> CoverageReport:
     report = CoverageReport(start=start, end=end, group_by=group_by, generated_at=now)
-    for day in _days(start, end):
-        lo, hi = _local_midnight(day), _local_midnight(day + timedelta(days=1))
-        with engine.connect() as conn:
-            ledger = _ledger_rows(conn, lo, hi)
-        his_refs: dict[str, EncounterRef] = {
-            derive_ma_lk(facility_code, ref.his_key): ref for ref in source.list_completed(lo, hi)
-        }
-        daily = report.daily.setdefault(day.isoformat(), Counter())
-        for ma_lk, ref in his_refs.items():
-            row = ledger.get(ma_lk)
-            key = _bucket(group_by, day, ref.department, ref.visit_type, ref.insured)
-            counts = report.buckets.setdefault(key, Counter())
-            counts["completed"] += 1
-            daily["completed"] += 1
-            if row is None:
-                column, state, reason = MISSING, MISSING, "never discovered"
-            else:
-                state = str(row["state"])
-                column = PENDING if state in ACTIVE else state
-                reason = _reason(row)
-            counts[column] += 1
-            daily[column] += 1
-            clocks = calendar.clocks(ref.completed_at)
-            if state == State.ACCEPTED:
-                accepted_at = as_utc(row["accepted_at"]) if row else None
-                if accepted_at is not None and accepted_at > clocks.target_at:
-                    report.accepted_late += 1
-                continue
-            report.gaps.append(
-                Gap(ma_lk=ma_lk, his_key=ref.his_key, completed_at=ref.completed_at, state=state, reason=reason,
-                    age_hours=(now - ref.completed_at).total_seconds() / 3600,
-                    target_breached=now > clocks.target_at, claim_breached=now > clocks.claim_at)
-            )  # fmt: skip
-        for ma_lk, row in ledger.items():
-            if ma_lk in his_refs:
-                continue
-            # In the ledger but no longer listed by the HIS for that day: hidden/deleted, reported not dropped.
-            key = _bucket(group_by, day, row["department"], row["visit_type"], row["insured"])
-            report.buckets.setdefault(key, Counter())["hidden"] += 1
-            daily["hidden"] += 1
-            completed = as_utc(row["completed_at"]) or now
-            report.gaps.append(
-                Gap(ma_lk=ma_lk, his_key=row["his_key"], completed_at=completed, state=State.HIDDEN,
-                    reason="no longer completed in the HIS", age_hours=(now - completed).total_seconds() / 3600,
-                    target_breached=False, claim_breached=False)
-            )  # fmt: skip
+    send_target = send_target_delay(calendar)
+    with ledger_reader(engine) as conn:
+        for day in _days(start, end):
+            _compare_day(report, source, conn, day, facility_code=facility_code, send_target=send_target,
+                         calendar=calendar, now=now)  # fmt: skip
     report.gaps.sort(key=lambda gap: gap.completed_at)
     return report
+
+
+def _compare_day(
+    report: CoverageReport,
+    source: EncounterSource,
+    conn: sa.Connection,
+    day: date,
+    *,
+    facility_code: str,
+    send_target: timedelta,
+    calendar: DeadlineCalendar,
+    now: datetime,
+) -> None:
+    group_by = report.group_by
+    lo, hi = _local_midnight(day), _local_midnight(day + timedelta(days=1))
+    # The HIS first, read to the end before the ledger transaction opens: an encounter completed while
+    # the report runs is then found registered rather than reported missing.
+    his_refs: dict[str, EncounterRef] = {
+        derive_ma_lk(facility_code, ref.his_key): ref for ref in source.list_completed(lo, hi)
+    }
+    ledger = read_ledger_day(conn, lo, hi, his_refs.keys(), send_target)
+    day_key = day.isoformat()
+    listed: Counter[tuple[str, str]] = Counter()  # (bucket, column) of each encounter the HIS lists
+    listed_accepted = ledger.accepted.intersection(his_refs)
+    if group_by is GroupBy.DAY and listed_accepted:  # a single bucket: counted as a set, not one by one
+        listed[day_key, ACCEPTED] = len(listed_accepted)
+    elif listed_accepted:
+        listed.update((_ref_bucket(group_by, day, his_refs[ma_lk]), ACCEPTED) for ma_lk in listed_accepted)
+    for ma_lk, ref in his_refs.items():
+        if ma_lk in listed_accepted:
+            continue
+        row = ledger.others.get(ma_lk)
+        if row is None:
+            column, state, reason = MISSING, MISSING, "never discovered"
+        else:
+            state, reason = str(row.state), _reason(row)
+            column = PENDING if state in ACTIVE else state
+        listed[_ref_bucket(group_by, day, ref), column] += 1
+        clocks = calendar.clocks(ref.completed_at)
+        report.gaps.append(
+            Gap(ma_lk=ma_lk, his_key=ref.his_key, completed_at=ref.completed_at, state=state, reason=reason,
+                age_hours=(now - ref.completed_at).total_seconds() / 3600,
+                target_breached=now > clocks.target_at, claim_breached=now > clocks.claim_at)
+        )  # fmt: skip
+    report.accepted_late += len(ledger.late.intersection(his_refs))
+    hidden: Counter[str] = Counter()
+    for ma_lk, row in sorted(ledger.unlisted.items()):
+        # In the ledger but no longer listed by the HIS for that day: hidden/deleted, reported not dropped.
+        hidden[_bucket(group_by, day, row.department, row.visit_type, row.insured)] += 1
+        completed = as_utc(row.completed_at) or now
+        report.gaps.append(
+            Gap(ma_lk=ma_lk, his_key=row.his_key, completed_at=completed, state=State.HIDDEN,
+                reason="no longer completed in the HIS", age_hours=(now - completed).total_seconds() / 3600,
+                target_breached=False, claim_breached=False)
+        )  # fmt: skip
+    _add_day(report, day_key, listed, hidden)
+
+
+def _add_day(
+    report: CoverageReport, day_key: str, listed: Counter[tuple[str, str]], hidden: Counter[str]
+) -> None:
+    daily = report.daily.setdefault(day_key, Counter())
+    for (key, column), count in listed.items():
+        counts = report.buckets.setdefault(key, Counter())
+        counts["completed"] += count
+        counts[column] += count
+        daily["completed"] += count
+        daily[column] += count
+    for key, count in hidden.items():
+        report.buckets.setdefault(key, Counter())["hidden"] += count
+        daily["hidden"] += count
