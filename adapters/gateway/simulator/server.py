@@ -32,9 +32,11 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,11 @@ class GatewaySimulator:
             if trust_store is not None
             else None
         )
+        # Every parse, XSD check and signature check runs on this one thread. The HTTP server starts a thread
+        # per request: lxml objects cached per thread were rebuilt for every request, and libxml2 state
+        # created and freed across short-lived threads crashed the process (a double free) under a worker
+        # keeping several requests in flight.
+        self._inspector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulator-inspect")
         self._routes: dict[str, _FileRoute] = {}
         for variant in self.config.variants:
             self._routes[protocol.checkin_path(variant)] = _FileRoute(
@@ -143,6 +150,7 @@ class GatewaySimulator:
 
     def close(self) -> None:
         self.stopping.set()
+        self._inspector.shutdown(wait=True, cancel_futures=True)
         if self._verifier is not None:
             self._verifier.close()
         self.store.close()
@@ -271,13 +279,16 @@ class GatewaySimulator:
             account = self._authenticate(request)
             form = self._checked_form(request, route, account)
             document = checks.decode_base64(form[protocol.FIELD_FILE])
-            inspection = checks.inspect_document(
-                document,
-                loai_ho_so=route.loai_ho_so,
-                variant=route.variant,
-                verifier=self._verifier,
-                structure_check=self.structure_check,
-            )
+            inspection = self._inspector.submit(
+                partial(
+                    checks.inspect_document,
+                    document,
+                    loai_ho_so=route.loai_ho_so,
+                    variant=route.variant,
+                    verifier=self._verifier,
+                    structure_check=self.structure_check,
+                )
+            ).result()
             if (
                 inspection.facility_code is not None
                 and inspection.facility_code != form[protocol.FIELD_MA_CSKCB]
