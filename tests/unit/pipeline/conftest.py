@@ -9,6 +9,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from sqlalchemy.engine import Engine
+
+from tests.fakes import FakeGateway, FakeSigner, FakeSource
+from worker.bootstrap import payload_options
+from worker.config import Settings
+from worker.ledger.evidence_crypto import EvidenceKeys
+from worker.pipeline.context import Pipeline
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
@@ -26,4 +33,19 @@ def certificate() -> x509.Certificate:
         .not_valid_before(T0 - timedelta(days=1))
         .not_valid_after(T0 + timedelta(days=365))
         .sign(key, hashes.SHA256())
+    )
+
+
+def fake_pipeline(
+    engine: Engine, settings: Settings, source: FakeSource, signer: FakeSigner, gateway: FakeGateway
+) -> Pipeline:
+    """The delivery services over a real ledger with the fakes of every port, wired as bootstrap would."""
+    return Pipeline(
+        settings=settings,
+        engine=engine,
+        source_factory=lambda: source,
+        signer_factory=lambda: signer,
+        gateways_factory=lambda: {"bhxh": gateway},
+        payload_options=payload_options(settings.payload),
+        evidence_keys=EvidenceKeys.generate(),
     )

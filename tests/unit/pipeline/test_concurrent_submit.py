@@ -16,10 +16,9 @@ from sqlalchemy.engine import Engine
 
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
-from worker.bootstrap import payload_options
+from tests.unit.pipeline.conftest import fake_pipeline
 from worker.config import load_settings
 from worker.ledger import repository as repo
-from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
@@ -56,15 +55,7 @@ def make_pipeline(engine: Engine, cert: x509.Certificate, gateway: FakeGateway, 
     source, signer = FakeSource(), FakeSigner(cert)
     for index in range(12):
         source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=f"{7100 + index}"), T0 + timedelta(seconds=index))
-    return Pipeline(
-        settings=settings,
-        engine=engine,
-        source_factory=lambda: source,
-        signer_factory=lambda: signer,
-        gateways_factory=lambda: {"bhxh": gateway},
-        payload_options=payload_options(settings.payload),
-        evidence_keys=EvidenceKeys.generate(),
-    )
+    return fake_pipeline(engine, settings, source, signer, gateway)
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])

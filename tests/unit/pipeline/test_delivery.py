@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
+from tests.unit.pipeline.conftest import fake_pipeline
 from worker.bootstrap import payload_options
 from worker.config import load_settings
 from worker.ledger import audit
@@ -37,16 +38,7 @@ def world(
         delivery={"max_attempts": 3, "backoff_base_s": 1, "backoff_cap_s": 2, "submit_concurrency": 1}
     )
     source, signer, gateway = FakeSource(), FakeSigner(certificate), FakeGateway()
-    pipeline = Pipeline(
-        settings=settings,
-        engine=sqlite_ledger,
-        source_factory=lambda: source,
-        signer_factory=lambda: signer,
-        gateways_factory=lambda: {"bhxh": gateway},
-        payload_options=payload_options(settings.payload),
-        evidence_keys=EvidenceKeys.generate(),
-    )
-    return pipeline, source, signer, gateway
+    return fake_pipeline(sqlite_ledger, settings, source, signer, gateway), source, signer, gateway
 
 
 def _states(engine: Engine) -> dict[str, str]:

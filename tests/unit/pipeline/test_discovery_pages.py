@@ -12,13 +12,11 @@ from sqlalchemy.engine import Engine
 
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
-from worker.bootstrap import payload_options
+from tests.unit.pipeline.conftest import fake_pipeline
 from worker.config import load_settings
 from worker.ledger import repository as repo
-from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.schema import versions
 from worker.pipeline import discovery
-from worker.pipeline.context import Pipeline
 from worker.synthetic import Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
@@ -32,15 +30,7 @@ def test_each_committed_page_is_handed_on_and_nothing_is_kept(
     source = FakeSource()
     for index in range(25):
         source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=f"{5000 + index}"), T0 + timedelta(seconds=index))
-    pipeline = Pipeline(
-        settings=settings,
-        engine=sqlite_ledger,
-        source_factory=lambda: source,
-        signer_factory=lambda: FakeSigner(certificate),
-        gateways_factory=lambda: {"bhxh": FakeGateway()},
-        payload_options=payload_options(settings.payload),
-        evidence_keys=EvidenceKeys.generate(),
-    )
+    pipeline = fake_pipeline(sqlite_ledger, settings, source, FakeSigner(certificate), FakeGateway())
     pages: list[list[int]] = []
 
     def on_opened(version_ids: list[int]) -> None:
