@@ -385,6 +385,12 @@ def seed_demo_his(
             first_key = first_key or batch[0][0].his_key
             last_key = batch[-1][0].his_key
             written += size
+        # Fresh statistics, as a hospital's database has: planned on the empty tables' estimates, a batch
+        # read joined 50 visits to 450 000 service orders by a sequential scan (0.23 s instead of a few ms).
+        analyze = "ANALYZE TABLE" if engine.dialect.name in ("mysql", "mariadb") else "ANALYZE"
+        with engine.begin() as conn:
+            for table in schema.metadata.sorted_tables:
+                conn.exec_driver_sql(f"{analyze} {engine.dialect.identifier_preparer.format_table(table)}")
     finally:
         engine.dispose()
     return SeedReport(written, with_defects, first_key, last_key, round(time.perf_counter() - began, 3))
