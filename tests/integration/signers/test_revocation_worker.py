@@ -17,10 +17,10 @@ from cryptography import x509
 from sqlalchemy.engine import Engine
 
 from adapters.signers.revocation import CertificateRevokedError, CertificateStatusUnknownError
-from adapters.signers.testpki import TestPkiFiles, create_test_pki
+from adapters.signers.testpki import TestPkiFiles
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSource
-from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, dead_url, serve_ca
+from tests.unit.signers.revocation_support import OCSP_PATH, CaServices, Clock, key_naming, serve_ca
 from tests.unit.signers.support import PkiSet, file_settings
 from worker import alerts
 from worker.bootstrap import build_pipeline
@@ -86,15 +86,6 @@ def make_worker(pg_ledger: Engine, tmp_path: Path) -> Iterator[Any]:
     yield make
     for pipeline in built:
         pipeline.engine.dispose()
-
-
-def key_naming(services: CaServices, directory: Path, *, reachable: bool = True) -> TestPkiFiles:
-    return create_test_pki(
-        directory,
-        ca=services.ca,
-        ocsp_url=services.ocsp_url if reachable else dead_url(OCSP_PATH),
-        crl_url=services.crl_url if reachable else dead_url(CRL_PATH),
-    )
 
 
 def test_revoked_certificate_signs_and_sends_nothing_and_raises_the_alert(

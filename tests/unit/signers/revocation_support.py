@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -24,7 +25,9 @@ from cryptography.x509 import ocsp
 from adapters.signers.testpki import (
     Issued,
     RevokedEntry,
+    TestPkiFiles,
     certificate_revocation_list,
+    create_test_pki,
     issue_signing_certificate,
     ocsp_error_response,
     ocsp_response,
@@ -206,3 +209,13 @@ def serve_ca(ca: Issued, clock: Clock) -> Iterator[CaServices]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def key_naming(services: CaServices, directory: Path, *, reachable: bool = True) -> TestPkiFiles:
+    """A hospital key whose certificate names these OCSP and CRL services (or dead addresses)."""
+    return create_test_pki(
+        directory,
+        ca=services.ca,
+        ocsp_url=services.ocsp_url if reachable else dead_url(OCSP_PATH),
+        crl_url=services.crl_url if reachable else dead_url(CRL_PATH),
+    )

@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
-from adapters.signers.testpki import TestPkiFiles, create_test_pki
-from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, dead_url, serve_ca
+from adapters.signers.testpki import TestPkiFiles
+from tests.unit.signers.revocation_support import OCSP_PATH, CaServices, Clock, key_naming, serve_ca
 from tests.unit.signers.support import PkiSet, file_settings
 from worker import alerts, health
 from worker.config import Settings, load_settings
@@ -29,15 +29,6 @@ def ca_services(pki: PkiSet) -> Iterator[CaServices]:
 
 def settings_for(files: TestPkiFiles, data_dir: Path, **signer: Any) -> Settings:
     return load_settings(data_dir=data_dir, signer=file_settings(files, **signer))
-
-
-def key_naming(services: CaServices, directory: Path, *, reachable: bool = True) -> TestPkiFiles:
-    return create_test_pki(
-        directory,
-        ca=services.ca,
-        ocsp_url=services.ocsp_url if reachable else dead_url(OCSP_PATH),
-        crl_url=services.crl_url if reachable else dead_url(CRL_PATH),
-    )
 
 
 def test_certificate_revoked_alert_fires_once_and_clears_on_a_new_certificate(
