@@ -16,8 +16,6 @@ from adapters.signers.revocation.model import (
     Answer,
     RevocationCheckError,
     RevocationSource,
-    RevocationState,
-    reason_name,
     valid_until,
 )
 
@@ -76,14 +74,13 @@ def verify_crl(
         except x509.ExtensionNotFound:
             reason = None
     revoked = entry is not None and reason is not x509.ReasonFlags.remove_from_crl
-    return Answer(
-        state=RevocationState.REVOKED if revoked else RevocationState.GOOD,
-        source=RevocationSource.CRL,
-        url=url,
+    return Answer.verified(
+        RevocationSource.CRL,
+        url,
         this_update=crl.last_update_utc,
         next_update=crl.next_update_utc,
         valid_until=until,
-        revoked_at=entry.revocation_date_utc if revoked and entry is not None else None,
-        reason=reason_name(reason) if revoked else None,
         der=data,
+        revoked_at=entry.revocation_date_utc if revoked and entry is not None else None,
+        reason=reason,
     )

@@ -86,6 +86,33 @@ class Answer:
     def __repr__(self) -> str:
         return f"Answer({self.state.value} via {self.source.value} {self.url})"
 
+    @classmethod
+    def verified(
+        cls,
+        source: RevocationSource,
+        url: str,
+        *,
+        this_update: datetime,
+        next_update: datetime | None,
+        valid_until: datetime,
+        der: bytes,
+        revoked_at: datetime | None,
+        reason: object = None,
+    ) -> Answer:
+        """A checked OCSP response or CRL: revoked exactly when it gives a revocation time."""
+        revoked = revoked_at is not None
+        return cls(
+            state=RevocationState.REVOKED if revoked else RevocationState.GOOD,
+            source=source,
+            url=url,
+            this_update=this_update,
+            next_update=next_update,
+            valid_until=valid_until,
+            revoked_at=revoked_at,
+            reason=reason_name(reason) if revoked else None,
+            der=der,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RevocationStatus:

@@ -23,8 +23,6 @@ from adapters.signers.revocation.model import (
     Answer,
     RevocationCheckError,
     RevocationSource,
-    RevocationState,
-    reason_name,
     valid_until,
 )
 
@@ -181,14 +179,13 @@ def verify_response(
             f"{what}: the responder does not know serial {certificate.serial_number:x}"
         )
     revoked = single.certificate_status is ocsp.OCSPCertStatus.REVOKED
-    return Answer(
-        state=RevocationState.REVOKED if revoked else RevocationState.GOOD,
-        source=RevocationSource.OCSP,
-        url=url,
+    return Answer.verified(
+        RevocationSource.OCSP,
+        url,
         this_update=single.this_update_utc,
         next_update=single.next_update_utc,
         valid_until=until,
-        revoked_at=single.revocation_time_utc if revoked else None,
-        reason=reason_name(single.revocation_reason) if revoked else None,
         der=der,
+        revoked_at=single.revocation_time_utc if revoked else None,
+        reason=single.revocation_reason,
     )
