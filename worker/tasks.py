@@ -100,6 +100,17 @@ def enqueue_batches(pipeline: Pipeline, version_ids: list[int]) -> int:
     return len(batches)
 
 
+class _PageEnqueuer:
+    """``on_opened`` of discovery and sweep: each committed page's versions go to the workers at once."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.batches = 0
+
+    def __call__(self, version_ids: list[int]) -> None:
+        self.batches += enqueue_batches(self.pipeline, version_ids)
+
+
 @app.task(base=LedgerTask, bind=True, name="vneid.process_batch")
 def process_batch(self: LedgerTask, version_ids: list[int]) -> dict[str, int]:
     result = delivery.process_versions(self.pipeline, version_ids, owner=self.request.id or "local")
@@ -115,26 +126,18 @@ def process_batch(self: LedgerTask, version_ids: list[int]) -> dict[str, int]:
 
 @app.task(base=LedgerTask, bind=True, name="vneid.discover")
 def discover(self: LedgerTask) -> dict[str, int]:
-    batches = [0]
-
-    def enqueue(version_ids: list[int]) -> None:
-        batches[0] += enqueue_batches(self.pipeline, version_ids)
-
+    enqueue = _PageEnqueuer(self.pipeline)
     found = discovery.discover(self.pipeline, on_opened=enqueue)
-    return {"seen": found.seen, "opened": found.opened, "batches": batches[0]}
+    return {"seen": found.seen, "opened": found.opened, "batches": enqueue.batches}
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.sweep")
 def sweep(self: LedgerTask, days: int | None = None) -> dict[str, int]:
     end = utcnow() + timedelta(minutes=1)
     start = end - timedelta(days=days or self.pipeline.settings.delivery.sweep_days)
-    batches = [0]
-
-    def enqueue(version_ids: list[int]) -> None:
-        batches[0] += enqueue_batches(self.pipeline, version_ids)
-
+    enqueue = _PageEnqueuer(self.pipeline)
     found = discovery.sweep(self.pipeline, start, end, on_opened=enqueue)
-    return {"seen": found.seen, "opened": found.opened, "hidden": found.hidden, "batches": batches[0]}
+    return {"seen": found.seen, "opened": found.opened, "hidden": found.hidden, "batches": enqueue.batches}
 
 
 @app.task(base=LedgerTask, bind=True, name="vneid.dispatch_due")
