@@ -55,6 +55,10 @@ from worker.pipeline.context import Pipeline
 REDIS_URL = os.environ.get("VNEID_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 RESULT_FILE = Path("var/bench/scale-latest.json")
 SMOKE_FILE = Path("var/bench/scale-smoke.json")
+# Rewritten every few minutes during a run: a run stopped before its end (a session's time, a reboot) still leaves
+# its timeline and RSS samples behind.
+PARTIAL_FILE = Path("var/bench/scale-partial.json")
+PARTIAL_EVERY_S = 300.0
 RSS_LIMIT_MB = 300
 DISPATCH_EVERY_S = 30.0  # as the beat's dispatch-due schedule
 VACUUM_EVERY_S = 300.0  # when the server runs without autovacuum (CI config), the driver stands in for it
@@ -320,6 +324,8 @@ def observe(
             break
         if registered >= size and active == 0:
             break
+        if len(observed.timeline) % max(int(PARTIAL_EVERY_S / interval_s), 1) == 0:
+            save_partial(size, observed)
         if len(observed.timeline) % max(int(60 / interval_s), 1) == 0:
             progress(
                 f"scale: t={observed.timeline[-1]['t_s']:.0f}s registered={registered} "
@@ -335,6 +341,19 @@ def observe(
     observed.final = ledger_counts(engine)
     observed.disturbed = identity != service_identity(stack.ledger_url, broker)
     return observed
+
+
+def save_partial(size: int, observed: Observed) -> None:
+    """The samples so far, with the memory verdict they support, for a run that may not reach its end."""
+    PARTIAL_FILE.parent.mkdir(parents=True, exist_ok=True)
+    partial = {
+        "encounters": size,
+        "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "redispatched_versions": observed.resent,
+        "memory": memory_report(size, observed.timeline),
+        "timeline": observed.timeline,
+    }
+    PARTIAL_FILE.write_text(json.dumps(partial, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 def summarise(
