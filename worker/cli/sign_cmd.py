@@ -1,8 +1,11 @@
 """`vneid-sync sign`, `vneid-sync verify` and `vneid-sync remote-signer serve`.
 
 Exit codes of ``sign``: 0 all signed; 1 a file could not be signed (not an envelope, I/O); 2 the key source is
-misconfigured (key file, passphrase, PIN, token, remote token); 4 the certificate is expired, not yet valid or
-does not match the key. ``verify``: 0 every file verified, 1 otherwise.
+misconfigured (key file, passphrase, PIN, token, remote token); 4 the certificate is expired, not yet valid, does
+not match the key, or its revocation status is unknown under ``signer.revocation = "require"``; 5 its CA revoked
+it (as ``cert check``). ``sign`` applies ``signer.revocation`` through the worker's own guard
+(``adapters.signers.revocation.guard_signer``): the status is asked once before the first file, so a refused
+certificate signs nothing. ``verify``: 0 every file verified, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.signers.certcheck import EXIT_FAILURE
+from adapters.signers.certcheck import EXIT_FAILURE, EXIT_REVOKED
 from adapters.signers.errors import (
     CertificateNotUsableError,
     InvalidSignatureError,
@@ -26,8 +29,15 @@ from adapters.signers.errors import (
 from adapters.signers.keyfiles import load_key_material
 from adapters.signers.registry import create_signer
 from adapters.signers.remote.reference_server import ReferenceSigningServer
+from adapters.signers.revocation import (
+    CertificateRevokedError,
+    RevocationGuardedSigner,
+    RevocationState,
+    guard_signer,
+)
 from adapters.signers.verification import verify, xmlsec1_verify
 from worker.cli.context import CliError, console, err_console, settings
+from worker.ports import Signer
 
 remote_signer = typer.Typer(
     help="The reference hash-signing service (for the remote key source).", no_args_is_help=True
@@ -37,6 +47,9 @@ remote_signer = typer.Typer(
 def _signer_error(exc: SignerError) -> CliError:
     if isinstance(exc, SignerConfigError):
         return CliError(str(exc), exit_code=2)
+    if isinstance(exc, CertificateRevokedError):
+        # Only a new certificate helps, not a configuration change: its own code, as in `cert check`.
+        return CliError(str(exc), exit_code=EXIT_REVOKED)
     if isinstance(exc, CertificateNotUsableError):
         return CliError(str(exc), exit_code=EXIT_FAILURE)
     return CliError(str(exc), exit_code=1)
@@ -53,6 +66,20 @@ def _write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
+def _check_revocation(signer: Signer) -> None:
+    """Ask the certificate's status once, before the first file: raises when ``signer.revocation`` forbids
+    signing (revoked; unknown under ``require``); under ``warn`` an unknown status is said on stderr."""
+    if not isinstance(signer, RevocationGuardedSigner):
+        return  # signer.revocation = "off": nothing is checked
+    status = signer.ensure_signable()
+    if status.state is RevocationState.UNKNOWN:
+        err_console.print(
+            f"warning: signing certificate status {status.summary()}; signing anyway (signer.revocation = warn)",
+            markup=False,
+            highlight=False,
+        )
+
+
 def sign(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Unsigned XML files.")],
@@ -65,14 +92,27 @@ def sign(
         typer.Option("--verify/--no-verify", help="Verify each signed file in process (signer.trust_store)."),
     ] = True,
 ) -> None:
-    """Sign GIAMDINHHS envelopes / XML0 check-ins with the configured key source (signer.*)."""
-    config = settings(ctx).signer
-    out.mkdir(parents=True, exist_ok=True)
+    """Sign GIAMDINHHS envelopes / XML0 check-ins with the configured key source (signer.*).
+
+    The certificate's revocation status is checked first, as the worker does (signer.revocation): a revoked
+    certificate, or an unknown status under "require", signs nothing; under "warn" an unknown status is a
+    warning on stderr. Exit codes: 0 all signed; 1 a file could not be signed; 2 the key source is
+    misconfigured; 4 the certificate is unusable (expired, not yet valid, not the key's, or its status is
+    unknown under signer.revocation = require); 5 the CA revoked it."""
+    cfg = settings(ctx)
+    config = cfg.signer
     try:
-        signer = create_signer(config)
+        key_source = create_signer(config)
     except SignerError as exc:
         raise _signer_error(exc) from None
+    # The worker's own guard (worker/bootstrap.py), so a file signed by hand meets the same policy.
+    signer = guard_signer(key_source, config, cfg.data_dir)
     try:
+        try:
+            _check_revocation(signer)
+        except SignerError as exc:
+            raise _signer_error(exc) from None
+        out.mkdir(parents=True, exist_ok=True)
         for source in files:
             target = out / source.name
             if target.resolve() == source.resolve():
@@ -92,7 +132,7 @@ def sign(
                 highlight=False,
             )
     finally:
-        close = getattr(signer, "close", None)
+        close = getattr(key_source, "close", None)
         if callable(close):
             close()
 
