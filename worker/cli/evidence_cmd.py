@@ -260,6 +260,7 @@ def show_command(
         f"version {found.version_id} ({found.state}), sha256 {found.signed_sha256}, "
         f"{len(found.document)} bytes -> {out}"
     )
+    console.print(found.signing_summary(), markup=False, highlight=False, soft_wrap=True)
     if receipt_out is not None:
         if found.receipt is None:
             console.print("no receipt stored for this version (no final answer from the gateway)")

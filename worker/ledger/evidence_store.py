@@ -20,7 +20,7 @@ from worker.ledger import audit
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import as_utc
 from worker.ledger.evidence_crypto import EvidenceKeys, EvidenceKind, UnknownEvidenceKeyError
-from worker.ledger.schema import deliveries, encounters, evidence, versions
+from worker.ledger.schema import audit_log, deliveries, encounters, evidence, versions
 from worker.ledger.states import State
 
 #: Columns ``open_document`` reads.
@@ -305,6 +305,45 @@ class EvidenceRead:
     purged_at: datetime | None
     document: bytes | None
     receipt: dict[str, object] | None
+    #: The detail of the version's ``signed`` audit event: the certificate serial and the revocation status
+    #: the signature was allowed on (``None`` when the audit log has no such event).
+    signing: dict[str, object] | None = None
+
+    def signing_summary(self) -> str:
+        """One line for an inspector: the certificate and its revocation status when this file was signed."""
+        signing = self.signing or {}
+        said = f"certificate serial {signing.get('cert_serial', 'unknown')}"
+        record = signing.get("revocation")
+        if not isinstance(record, dict):  # versions signed before the status was kept
+            return f"{said}; revocation status when signed: not recorded"
+        if record.get("cert_sha256"):
+            said += f" (SHA-256 {record['cert_sha256']})"
+        policy = f"signer.revocation = {record.get('policy')}"
+        if record.get("state") == "not_checked":
+            return f"{said}; revocation status when signed: not checked ({policy})"
+        parts = [f"{str(record.get('source', '')).upper()} {record.get('url') or ''}".strip()]
+        for name in ("this_update", "next_update", "checked_at"):
+            if record.get(name):
+                parts.append(f"{name.replace('_', ' ')} {record[name]}")
+        parts += [str(problem) for problem in record.get("problems") or ()]
+        parts.append(policy)
+        return f"{said}; revocation status when signed: {record.get('state')} ({'; '.join(parts)})"
+
+
+def _signing_detail(conn: sa.Connection, ma_lk: str, version_id: int) -> dict[str, object] | None:
+    """The detail of the newest ``signed`` audit event of a version (found through the ``ma_lk`` index)."""
+    text = conn.execute(
+        sa.select(audit_log.c.detail)
+        .where(
+            audit_log.c.ma_lk == ma_lk, audit_log.c.version_id == version_id, audit_log.c.event == "signed"
+        )
+        .order_by(audit_log.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if not text:
+        return None
+    detail: dict[str, object] = json.loads(text)
+    return detail
 
 
 def read_evidence(
@@ -364,4 +403,5 @@ def read_evidence(
         purged_at=as_utc(row.purged_at),
         document=document,
         receipt=receipt,
+        signing=_signing_detail(conn, row.ma_lk, row.version_id),
     )

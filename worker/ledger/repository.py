@@ -492,6 +492,8 @@ class Signed:
     item: WorkItem
     document: bytes
     sha256: str
+    #: The certificate's revocation status the signature was allowed on, kept in the ``signed`` audit event.
+    revocation: dict[str, object] | None = None
 
 
 def record_signed_many(
@@ -517,7 +519,8 @@ def record_signed_many(
     ])  # fmt: skip
     audit.append(conn, [
         AuditEvent("signed", ma_lk=entry.item.ma_lk, version_id=entry.item.version_id, request_hash=entry.sha256,
-                   detail={"cert_serial": cert_serial})
+                   detail={"cert_serial": cert_serial,
+                           **({"revocation": entry.revocation} if entry.revocation is not None else {})})
         for entry in signed
     ])  # fmt: skip
 

@@ -133,7 +133,8 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
         signed_bytes = pipeline.signer.sign(document)
         if pipeline.verifier is not None:
             pipeline.verifier(signed_bytes)  # a signer defect must stop here, before anything is kept or sent
-        signed.append(repo.Signed(item, signed_bytes, hashlib.sha256(signed_bytes).hexdigest()))
+        digest = hashlib.sha256(signed_bytes).hexdigest()
+        signed.append(repo.Signed(item, signed_bytes, digest, revocation=_revocation_record(pipeline)))
     with pipeline.engine.begin() as conn:
         repo.record_signed_many(
             conn,
@@ -142,6 +143,17 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
             keys=pipeline.evidence_keys,
         )
     return {entry.item.version_id: entry.document for entry in signed}
+
+
+def _revocation_record(pipeline: Pipeline) -> dict[str, object]:
+    """The certificate's revocation status the signature just made was allowed on, for its audit event
+    (DOMAIN.md §10.5). The revocation guard (adapters/signers/revocation/guard.py) knows it; a signer without
+    the guard checked nothing (``signer.revocation = "off"``), and the record says so."""
+    record = getattr(pipeline.signer, "revocation_record", None)
+    found = record() if callable(record) else None
+    if found is None:
+        return {"policy": pipeline.settings.signer.revocation, "state": "not_checked"}
+    return dict(found)
 
 
 def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes]) -> dict[str, str]:

@@ -7,6 +7,10 @@ at most one OCSP/CRL round trip and usually none. A revoked certificate raises `
 or sent, the versions stay where they are, and the ``certificate_revoked`` alert tells the operator. With
 ``require``, an unknown status does the same (``CertificateStatusUnknownError``); with ``warn`` it signs
 and logs a warning each time the status is asked again.
+
+``revocation_record`` gives, for the signature the calling thread made last, the status it was allowed on;
+the delivery service keeps it in that version's ``signed`` audit event, so an inspector can see for each
+signed file what the CA said about the certificate when it was signed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from adapters.signers.revocation.checker import RevocationChecker, RevocationConfig, shared_checker
 from adapters.signers.revocation.model import RevocationPolicy, RevocationState, RevocationStatus
@@ -50,14 +55,34 @@ class RevocationGuardedSigner:
         self._chain = chain or signer_chain(signer)
         self._lock = threading.Lock()
         self._last: RevocationStatus | None = None
+        # Per thread: the status each thread's last signature was allowed on (threads may share a signer).
+        self._signed_under = threading.local()
+        self._record: tuple[RevocationStatus, dict[str, object]] | None = None
+        self._fingerprint: str | None = None
 
     @property
     def certificate(self) -> x509.Certificate:
         return self.signer.certificate
 
     def sign(self, document: bytes) -> bytes:
-        self.ensure_signable()
-        return self.signer.sign(document)
+        status = self.ensure_signable()
+        signed = self.signer.sign(document)
+        self._signed_under.status = status
+        return signed
+
+    def revocation_record(self) -> dict[str, object] | None:
+        """What the audit event of this thread's last signature records about the certificate: its SHA-256
+        fingerprint and the revocation status the signature was allowed on; ``None`` before any signature."""
+        status: RevocationStatus | None = getattr(self._signed_under, "status", None)
+        if status is None:
+            return None
+        cached = self._record
+        if cached is None or cached[0] is not status:  # one dict per answer, not per signed file
+            if self._fingerprint is None:
+                self._fingerprint = self.certificate.fingerprint(hashes.SHA256()).hex()
+            record = {"cert_sha256": self._fingerprint, **status.signing_record(self._policy)}
+            cached = self._record = (status, record)
+        return dict(cached[1])
 
     def ensure_signable(self) -> RevocationStatus:
         """The current status; raises ``CertificateNotUsableError`` when the policy forbids signing."""

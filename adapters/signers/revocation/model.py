@@ -198,6 +198,25 @@ class RevocationStatus:
             )
         return None
 
+    def signing_record(self, policy: RevocationPolicy) -> dict[str, object]:
+        """What the audit event of a signature made under this status keeps (DOMAIN.md §10.5: the status is
+        stored with each signed file): the state, where the answer came from, when it was fetched and how long
+        the CA said it holds; for unknown, why no source answered. Empty values are left out (one per row)."""
+        record: dict[str, object] = {
+            "policy": policy.value,
+            "state": self.state.value,
+            "source": self.source.value,
+            "checked_at": self.checked_at.isoformat(),
+        }
+        optional = {
+            "url": self.url,
+            "this_update": self.this_update.isoformat() if self.this_update else None,
+            "next_update": self.next_update.isoformat() if self.next_update else None,
+            "problems": list(self.problems) if self.state is RevocationState.UNKNOWN else None,
+        }
+        record.update((name, value) for name, value in optional.items() if value)
+        return record
+
     def as_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
