@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
+from urllib3 import exceptions as http_errors
 
 from adapters.gateway.bhxh import protocol
 from adapters.gateway.bhxh.token_cache import Grant, parse_expires_in
@@ -171,8 +171,8 @@ def classify_token_response(status: int, body: bytes, *, now: datetime) -> Token
 
 def classify_transport_error(exc: Exception, *, body_sent: bool) -> Outcome:
     """A call that got no HTTP answer. ``body_sent``: the whole request had been written to the socket."""
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return Outcome.CONFIG  # base_url is wrong; retrying cannot help
-    if body_sent and isinstance(exc, httpx.ReadTimeout | httpx.ReadError | httpx.RemoteProtocolError):
-        return Outcome.UNKNOWN
+    if isinstance(exc, http_errors.LocationValueError | http_errors.ProxySchemeUnknown):
+        return Outcome.CONFIG  # base_url (or the proxy's) is wrong; retrying cannot help
+    if body_sent and isinstance(exc, http_errors.ReadTimeoutError | http_errors.ProtocolError | OSError):
+        return Outcome.UNKNOWN  # the whole request was written: the gateway may have it
     return Outcome.TRANSIENT

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -37,6 +37,7 @@ from adapters.gateway.bhxh.classify import (
     classify_transport_error,
 )
 from adapters.gateway.bhxh.config import BhxhGatewayConfig
+from adapters.gateway.bhxh.http import GatewayHttp, HttpAnswer, NoAnswerError
 from adapters.gateway.bhxh.rate_limit import TokenBucket
 from adapters.gateway.bhxh.token_cache import AccessToken, Grant, TokenCache, TokenKey, utc_now
 from worker import __version__
@@ -44,8 +45,6 @@ from worker.logging import get_logger
 from worker.ports import DocumentKind, GatewayReceipt, Outcome
 
 log = get_logger(__name__)
-
-_BODY_SENT_EVENT = ".send_request_body.complete"  # httpcore trace event, e.g. "http11.send_request_body…"
 
 
 class TokenUnavailableError(Exception):
@@ -73,7 +72,6 @@ class BhxhGateway:
         *,
         token_cache: TokenCache | None = None,
         rate_limiter: TokenBucket | None = None,
-        transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = config.name
@@ -85,22 +83,19 @@ class BhxhGateway:
         self._rate = rate_limiter or TokenBucket(config.rate_per_s)
         self._sleep = sleep
         self._password_md5 = protocol.password_md5(config.password.get_secret_value())
-        self._client = httpx.Client(
-            base_url=config.base_url,
-            verify=_tls_verification(config),
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-                keepalive_expiry=30.0,
-            ),
-            headers={"User-Agent": f"vneid-sync/{__version__}"},
-            follow_redirects=False,
+        self._http = GatewayHttp(
+            config.base_url,
+            tls=_tls_context(config),
+            timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
+            max_connections=config.max_connections,
             trust_env=config.trust_env,
-            transport=transport,
+            user_agent=f"vneid-sync/{__version__}",
         )
         if not config.verify_tls:
             log.warning("gateway.tls_verification_disabled", destination=self.name)
+        if self._http.proxy:
+            log.info("gateway.proxy", destination=self.name, proxy=_without_credentials(self._http.proxy))
 
     @property
     def config(self) -> BhxhGatewayConfig:
@@ -155,7 +150,7 @@ class BhxhGateway:
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     def __enter__(self) -> BhxhGateway:
         return self
@@ -193,16 +188,19 @@ class BhxhGateway:
         )
         started = time.monotonic()
         try:
-            response = self._request(self._config.token_path, body, headers={}, on_trace=None)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            outcome = classify_transport_error(exc, body_sent=False)  # a token call is always safe to repeat
-            log.warning("gateway.token.transport_error", destination=self.name, error=type(exc).__name__)
-            raise TokenUnavailableError(Classified(outcome=outcome, error=type(exc).__name__)) from None
-        answer = classify_token_response(response.status_code, response.content, now=utc_now())
+            response = self._request(self._config.token_path, body, headers={})
+        except NoAnswerError as failure:
+            error = type(failure.cause).__name__
+            outcome = classify_transport_error(
+                failure.cause, body_sent=False
+            )  # a token call is safe to repeat
+            log.warning("gateway.token.transport_error", destination=self.name, error=error)
+            raise TokenUnavailableError(Classified(outcome=outcome, error=error)) from None
+        answer = classify_token_response(response.status, response.content, now=utc_now())
         log.info(
             "gateway.token.answer",
             destination=self.name,
-            http_status=response.status_code,
+            http_status=response.status,
             ok=answer.grant is not None,
             ma_ket_qua=answer.failure.ma_ket_qua if answer.failure else None,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
@@ -230,44 +228,26 @@ class BhxhGateway:
             protocol.HEADER_TOKEN_ID: token.id_token,
             protocol.HEADER_PASSWORD_HASH: self._password_md5,
         }
-        body_sent = False
-
-        def on_trace(event: str, _info: dict[str, Any]) -> None:
-            nonlocal body_sent
-            if event.endswith(_BODY_SENT_EVENT):
-                body_sent = True
-
         path = self._config.checkin_path if is_checkin else self._config.send_path
         try:
-            response = self._request(path, body, headers=headers, on_trace=on_trace)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            outcome = classify_transport_error(exc, body_sent=body_sent)
+            response = self._request(path, body, headers=headers)
+        except NoAnswerError as failure:
+            error = type(failure.cause).__name__
+            outcome = classify_transport_error(failure.cause, body_sent=failure.body_sent)
             log.warning(
                 "gateway.transport_error",
                 destination=self.name,
                 kind=str(kind),
-                error=type(exc).__name__,
-                body_sent=body_sent,
+                error=error,
+                body_sent=failure.body_sent,
                 outcome=str(outcome),
             )
-            return Classified(outcome=outcome, error=type(exc).__name__)
-        return classify_send_response(response.status_code, response.content)
+            return Classified(outcome=outcome, error=error)
+        return classify_send_response(response.status, response.content)
 
-    def _request(
-        self,
-        path: str,
-        body: bytes,
-        *,
-        headers: dict[str, str],
-        on_trace: Callable[[str, dict[str, Any]], None] | None,
-    ) -> httpx.Response:
+    def _request(self, path: str, body: bytes, *, headers: dict[str, str]) -> HttpAnswer:
         self._rate.acquire()
-        return self._client.post(
-            path,
-            content=body,
-            headers={"Content-Type": protocol.FORM_CONTENT_TYPE, **headers},
-            extensions={"trace": on_trace} if on_trace is not None else None,
-        )
+        return self._http.post(path, body, {"Content-Type": protocol.FORM_CONTENT_TYPE, **headers})
 
     def _log_retry(self, retry_state: RetryCallState, kind: DocumentKind, request_sha256: str) -> None:
         outcome = retry_state.outcome
@@ -293,9 +273,23 @@ def _last_result(retry_state: RetryCallState) -> Classified:
     return result
 
 
-def _tls_verification(config: BhxhGatewayConfig) -> ssl.SSLContext | bool:
+def _tls_context(config: BhxhGatewayConfig) -> ssl.SSLContext | None:
+    """None: no verification. Otherwise the configured CA bundle, or the system's trust store (where a
+    hospital adds its own CA; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` apply when ``trust_env`` is on)."""
     if not config.verify_tls:
-        return False
+        return None
     if config.ca_bundle is not None:
         return ssl.create_default_context(cafile=str(config.ca_bundle))
-    return True
+    if not config.trust_env:  # the system's store as compiled in, whatever SSL_CERT_FILE says
+        defaults = ssl.get_default_verify_paths()
+        cafile = defaults.openssl_cafile if Path(defaults.openssl_cafile).is_file() else None
+        return ssl.create_default_context(cafile=cafile, capath=defaults.openssl_capath)
+    return ssl.create_default_context()
+
+
+def _without_credentials(url: str) -> str:
+    """A proxy URL fit for a log line: ``user:password@`` dropped."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return url
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import httpx
 import pytest
+from urllib3 import exceptions as http_errors
 
 from adapters.gateway.bhxh.classify import (
     classify_send_response,
@@ -124,22 +124,21 @@ def test_token_failures(status: int, body: bytes, outcome: Outcome) -> None:
     assert answer.failure.outcome is outcome
 
 
-_REQUEST = httpx.Request("POST", "https://gateway.invalid/api")
-
-
 @pytest.mark.parametrize(
     ("exc", "body_sent", "outcome"),
     [
-        (httpx.ConnectError("refused", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.ConnectTimeout("slow", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.PoolTimeout("busy", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.WriteTimeout("stuck", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.ReadTimeout("late", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.ReadTimeout("late", request=_REQUEST), True, Outcome.UNKNOWN),
-        (httpx.RemoteProtocolError("dropped", request=_REQUEST), True, Outcome.UNKNOWN),
-        (httpx.ReadError("reset", request=_REQUEST), True, Outcome.UNKNOWN),
-        (httpx.RemoteProtocolError("dropped", request=_REQUEST), False, Outcome.TRANSIENT),
-        (httpx.UnsupportedProtocol("ftp://", request=_REQUEST), False, Outcome.CONFIG),
+        (http_errors.NewConnectionError(None, "refused"), False, Outcome.TRANSIENT),
+        (http_errors.ConnectTimeoutError("slow"), False, Outcome.TRANSIENT),
+        (http_errors.EmptyPoolError(None, "busy"), False, Outcome.TRANSIENT),
+        (http_errors.ProtocolError("write failed", BrokenPipeError()), False, Outcome.TRANSIENT),
+        (http_errors.ReadTimeoutError(None, "/api", "late"), False, Outcome.TRANSIENT),
+        (http_errors.ReadTimeoutError(None, "/api", "late"), True, Outcome.UNKNOWN),
+        (http_errors.ProtocolError("dropped", ConnectionResetError()), True, Outcome.UNKNOWN),
+        (ConnectionResetError("reset"), True, Outcome.UNKNOWN),
+        (http_errors.ProtocolError("dropped", ConnectionResetError()), False, Outcome.TRANSIENT),
+        (http_errors.URLSchemeUnknown("ftp"), False, Outcome.CONFIG),
+        (http_errors.LocationParseError("http://[::1"), False, Outcome.CONFIG),
+        (http_errors.ProxySchemeUnknown("socks9"), False, Outcome.CONFIG),
     ],
 )
 def test_transport_failures(exc: Exception, body_sent: bool, outcome: Outcome) -> None:
