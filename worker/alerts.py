@@ -19,6 +19,11 @@ whether it holds now, compares with the state stored in ``alert_state`` and noti
   nothing new until it is replaced. ``certificate_status_unknown``: no revocation source answered and
   ``signer.revocation = "require"``, so signing is stopped (under ``"warn"`` the worker keeps signing and
   ``health``/``cert check`` warn instead; an unreachable CA is common on hospital networks).
+- ``evidence_key_unusable``: the evidence key ring cannot be loaded as a worker starting now would load it
+  (``VNEID_EVIDENCE__KEY_FILE`` missing or unreadable, not a key, ``generate_key = false`` without a key),
+  or it does not open the newest stored evidence (the wrong key file, a generated key lost and made anew):
+  the running workers keep the key they read at start, but the next one to start stops, or cannot reopen
+  the stored files to resend them.
 
 Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
 
@@ -47,7 +52,7 @@ from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import assess_certificate, describe_error, load_signing_certificate
+from worker.health import assess_certificate, assess_evidence_key, describe_error, load_signing_certificate
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import alert_state, destination_status, encounters, versions
 from worker.ledger.states import State
@@ -67,6 +72,7 @@ CERT_INVALID = "certificate_invalid"
 CERT_UNREADABLE = "certificate_unreadable"
 CERT_REVOKED = "certificate_revoked"
 CERT_STATUS_UNKNOWN = "certificate_status_unknown"
+EVIDENCE_KEY = "evidence_key_unusable"
 
 #: Encounter states that never count as late: done, or no longer completed in the HIS.
 _NOT_LATE = frozenset({State.ACCEPTED, State.HIDDEN, State.UNCHANGED, State.SUPERSEDED})
@@ -515,6 +521,20 @@ def observe_revocation(
     ]
 
 
+def observe_evidence_key(engine: Engine, settings: Settings) -> Observation:
+    report = assess_evidence_key(settings, engine=engine)
+    detail: dict[str, object] = {"source": report.source, "generated": report.generated}
+    if report.loaded:
+        return Observation(EVIDENCE_KEY, False, f"the evidence key loads: {report.detail}", detail)
+    return Observation(
+        EVIDENCE_KEY,
+        True,
+        f"the evidence key is unusable: {report.detail} (a worker starting now would stop, or could not "
+        "reopen the stored files to resend them)",
+        {**detail, "problem": report.detail},
+    )
+
+
 def evaluate(
     engine: Engine,
     settings: Settings,
@@ -531,6 +551,7 @@ def evaluate(
             observe_dead(conn),
             *observe_destinations(conn, settings),
         ]
+    observations.append(observe_evidence_key(engine, settings))
     if source is not None:
         try:
             observations.append(observe_coverage(source, engine, settings, calendar, now))

@@ -4,13 +4,16 @@ One check per dependency, each answering OK, WARN or FAIL with a short detail th
 personal data: the HIS (read-only: the adapter's engine answers ``SELECT 1`` and a listing of the last hour
 runs), the ledger (connects, schema at the newest revision), the broker (a kombu connection), every enabled
 gateway destination (a token call), the signing certificate (loaded from the configured key source, inside
-its validity period, not about to expire, not revoked by its CA) and the clock (against the gateway's HTTP
-``Date`` header, taken from the same token answer). Exit code: 0 all OK, 1 a WARN with ``--strict``, 2 any
-FAIL.
+its validity period, not about to expire, not revoked by its CA), the evidence key (the key files read again
+as a starting worker reads them, and the newest stored evidence opens with them) and the clock (against the
+gateway's HTTP ``Date`` header, taken from the same token answer). Exit code: 0 all OK, 1 a WARN with
+``--strict``, 2 any FAIL.
 
 The certificate helpers here (``load_signing_certificate``, ``CertificateWatch``, ``assess_certificate``) are
 shared with the metrics exporter and the alert conditions, and all three judge the certificate with the signing
 helper's ``adapters.signers.certcheck``, so they agree with ``vneid-sync cert check``.
+``assess_evidence_key`` is shared the same way (the ``vneid_evidence_key_loaded`` gauge, the
+``evidence_key_unusable`` alert), so the three agree on whether the evidence key can be loaded.
 
 A note on the gateway check: it takes a real token for the configured account. Whether the gateway keeps
 older tokens of the account valid is not documented (DOMAIN.md §9.6); if it does not, a running worker's next
@@ -20,6 +23,7 @@ few seconds.
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 import threading
@@ -30,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -37,7 +42,8 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
-from worker.config import DestinationSettings, Settings, SignerSettings
+from worker.config import DestinationSettings, Settings, SignerSettings, secret_file_reference
+from worker.ledger.evidence_crypto import EvidenceKeys, decode_keys
 from worker.logging import get_logger
 from worker.ports import EncounterSource
 
@@ -52,7 +58,7 @@ MAX_CLOCK_SKEW = timedelta(seconds=60)
 #: Timeout of each network probe; a health check must answer quickly even when a service hangs.
 PROBE_TIMEOUT_S = 10.0
 #: Names of the checks, in the order they run and print; ``--skip`` takes these.
-CHECK_NAMES = ("his", "ledger", "broker", "gateway", "certificate")
+CHECK_NAMES = ("his", "ledger", "broker", "gateway", "certificate", "evidence")
 
 
 class Status(StrEnum):
@@ -247,6 +253,175 @@ def check_certificate(settings: Settings, *, now: datetime) -> CheckResult:
     except Exception as exc:  # reported as FAIL
         return CheckResult("certificate", Status.FAIL, f"cannot use the signing key: {describe_error(exc)}")
     return judge_certificate(report)
+
+
+# ----------------------------------------------------------------------------------- evidence key
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceKeyReport:
+    """Whether the evidence key ring can be loaded now as a starting worker would load it (ids, paths only)."""
+
+    loaded: bool
+    source: str  # where the active key comes from: a file, a setting, the generated file
+    detail: str  # the key ids, or what is wrong
+    generated: bool = False  # the demo's key, generated on this machine under data_dir
+
+    def summary(self) -> str:
+        return f"{self.detail} ({self.source})"
+
+
+class _KeyProblemError(Exception):
+    """One line saying why the key ring cannot be loaded (names paths, settings and key ids only)."""
+
+
+def _secret_file(setting: list[str]) -> Path | None:
+    """The file a ``VNEID_…_FILE`` variable names for this secret (read again: it may have changed)."""
+    for name, value in os.environ.items():
+        if secret_file_reference(name) == setting:
+            return Path(value)
+    return None
+
+
+def _read_keys(path: Path, *, what: str) -> list[bytes]:
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise _KeyProblemError(f"{what} {path} does not exist") from None
+    except PermissionError:
+        raise _KeyProblemError(f"{what} {path} cannot be read by this account (permission denied)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a base64 key file"
+        raise _KeyProblemError(f"{what} {path} cannot be read ({reason})") from None
+    try:
+        return decode_keys(text, setting=str(path))
+    except ValueError as exc:  # names the file and the key's position, never the text
+        raise _KeyProblemError(str(exc)) from None
+
+
+def _one_key(keys: list[bytes], where: str) -> bytes:
+    if len(keys) != 1:
+        raise _KeyProblemError(
+            f"{where} holds {len(keys)} keys: one active key, earlier ones in retired_keys"
+        )
+    return keys[0]
+
+
+def _retired_keys(settings: Settings) -> list[bytes]:
+    path = _secret_file(["evidence", "retired_keys"])
+    if path is not None:
+        return _read_keys(path, what="the retired evidence keys file (VNEID_EVIDENCE__RETIRED_KEYS_FILE)")
+    if settings.evidence.retired_keys is None:
+        return []
+    try:
+        return decode_keys(settings.evidence.retired_keys.get_secret_value(), setting="evidence.retired_keys")
+    except ValueError as exc:
+        raise _KeyProblemError(str(exc)) from None
+
+
+def _newest_sealed(engine: Engine) -> tuple[int, str] | None:
+    """The newest stored evidence blob's version id and key id: one index probe from the end of the table.
+    ``None`` when nothing is sealed yet or the ledger cannot be read (its own check reports that)."""
+    from worker.ledger.schema import evidence  # noqa: PLC0415  # keeps this module light to import
+
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                sa.select(evidence.c.version_id, evidence.c.document_key_id)
+                .where(evidence.c.document_key_id.is_not(None))
+                .order_by(evidence.c.version_id.desc())
+                .limit(1)
+            ).first()
+    except sa.exc.SQLAlchemyError as exc:
+        log.debug("health.evidence_not_read", error=type(exc).__name__)
+        return None
+    return (int(row.version_id), str(row.document_key_id)) if row is not None else None
+
+
+def assess_evidence_key(settings: Settings, *, engine: Engine | None = None) -> EvidenceKeyReport:
+    """Load the evidence key ring the way ``worker.bootstrap.evidence_keys`` does at the next process start,
+    without creating anything: the key files named by ``VNEID_EVIDENCE__KEY_FILE`` and
+    ``VNEID_EVIDENCE__RETIRED_KEYS_FILE`` are read again (a long-running process read them when it started;
+    a file removed or made unreadable since then stops the next worker that starts), else ``evidence.key``,
+    else the generated ``data_dir/evidence.key``. With ``engine``, the newest stored evidence must open with
+    the ring: a key file replaced by another key, or a generated key lost and made anew, fails here rather
+    than at the first resubmission."""
+    from worker.bootstrap import generated_key_file  # noqa: PLC0415  # bootstrap imports the pipeline
+
+    config = settings.evidence
+    key_file = _secret_file(["evidence", "key"])
+    generated = key_file is None and config.key is None and config.generate_key
+    source = "evidence.key"
+    if key_file is not None:
+        source = f"VNEID_EVIDENCE__KEY_FILE {key_file}"
+    elif generated:
+        source = f"generated key file {generated_key_file(settings)}"
+    newest = _newest_sealed(engine) if engine is not None else None
+    try:
+        if key_file is not None:
+            active = _one_key(_read_keys(key_file, what="the evidence key file"), str(key_file))
+        elif config.key is not None:
+            try:
+                configured = decode_keys(config.key.get_secret_value(), setting="evidence.key")
+            except ValueError as exc:
+                raise _KeyProblemError(str(exc)) from None
+            active = _one_key(configured, "evidence.key")
+        elif not generated:
+            raise _KeyProblemError(
+                "no evidence key: evidence.generate_key is false and neither VNEID_EVIDENCE__KEY_FILE nor "
+                "evidence.key is set"
+            )
+        else:
+            path = generated_key_file(settings)
+            if not path.is_file():
+                if newest is not None:
+                    raise _KeyProblemError(
+                        f"the generated key file {path} is missing, yet the ledger holds evidence sealed with "
+                        f"key {newest[1]}: restore that file from its backup (a new key cannot open it)"
+                    )
+                return EvidenceKeyReport(
+                    True, source, "not created yet: the first worker creates it", generated=True
+                )
+            active = _one_key(_read_keys(path, what="the generated evidence key file"), str(path))
+        keys = EvidenceKeys(active, _retired_keys(settings))
+    except _KeyProblemError as exc:
+        return EvidenceKeyReport(False, source, str(exc), generated=generated)
+    detail = f"key {keys.active_id}" + (f", {len(keys.retired_ids)} retired" if keys.retired_ids else "")
+    if newest is not None:
+        version_id, sealed_with = newest
+        if sealed_with not in keys.ids:
+            return EvidenceKeyReport(
+                False,
+                source,
+                f"{detail} cannot open the newest stored evidence (version {version_id}, sealed with key "
+                f"{sealed_with}): this is not the key that sealed it (restore it, or add it to retired_keys)",
+                generated=generated,
+            )
+        detail += ", opens the newest stored evidence"
+    return EvidenceKeyReport(True, source, detail, generated=generated)
+
+
+def check_evidence_key(settings: Settings, *, engine: Engine | None = None) -> CheckResult:
+    """The evidence key, as a starting worker would load it; FAIL when it cannot (the worker would stop)."""
+    from worker.bootstrap import ledger_engine  # noqa: PLC0415  # keeps this module light to import
+
+    own = engine is None
+    engine = engine or ledger_engine(settings)
+    try:
+        report = assess_evidence_key(settings, engine=engine)
+    finally:
+        if own:
+            engine.dispose()
+    if not report.loaded:
+        return CheckResult("evidence key", Status.FAIL, f"cannot be loaded: {report.summary()}")
+    if report.generated:
+        return CheckResult(
+            "evidence key",
+            Status.WARN,
+            f"{report.summary()}: generated on this machine (demo), the only copy: back it up, or set "
+            "VNEID_EVIDENCE__KEY_FILE",
+        )
+    return CheckResult("evidence key", Status.OK, report.summary())
 
 
 # -------------------------------------------------------------------------------------------- HIS
@@ -478,6 +653,8 @@ def run_checks(
         results.extend(check_gateways(settings, max_skew=max_skew))
     if "certificate" not in skip:
         results.append(check_certificate(settings, now=moment))
+    if "evidence" not in skip:
+        results.append(check_evidence_key(settings))
     for result in results:
         log.debug("health.check", check=result.name, status=result.status.value)
     return results

@@ -19,6 +19,10 @@ queries, so the numbers are those of the whole installation whatever the number 
                                                        ``signer.revocation = "off"``); with
                                                        ``…_revocation_next_update_seconds``: until when the
                                                        CA's answer holds (Unix time)
+``vneid_evidence_key_loaded``                          1 when the evidence key ring loads as a worker
+                                                       starting now would load it (key files read again)
+                                                       and opens the newest stored evidence; 0 when not
+                                                       (missing, unreadable, not a key, the wrong key)
 ``vneid_gateway_attempts_total{destination,code}``     audit ``attempt`` rows by ``maKetQua`` (``none``:
                                                        no answer); counted since the exporter started
 ``vneid_gateway_stops_total{destination,reason}``      destination stops (token/account/config errors)
@@ -65,7 +69,7 @@ from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import CertificateWatch, assess_certificate
+from worker.health import CertificateWatch, assess_certificate, assess_evidence_key
 from worker.ledger.db import as_utc
 from worker.ledger.schema import audit_log, destination_status, encounters
 from worker.ledger.states import State
@@ -170,6 +174,7 @@ class LedgerCollector:
                 families.append(self._stopped_family(stopped, GaugeMetricFamily))
                 families += self._attempt_families(CounterMetricFamily)
             families += self._certificate_families(now, GaugeMetricFamily)
+            families.append(self._evidence_key_family(GaugeMetricFamily))
         yield up
         yield from families
 
@@ -322,6 +327,20 @@ class LedgerCollector:
         )
         next_update.add_metric([], revocation.next_update.timestamp())
         return [state, next_update]
+
+    # -- evidence key ---------------------------------------------------------------------------------
+    def _evidence_key_family(self, gauge: Any) -> Metric:
+        """A few dozen bytes read and one index probe per scrape: cheap enough not to cache, and a key file
+        removed or made unreadable shows at the next scrape, before a worker restarts and stops on it. Not
+        logged here (every scrape would repeat it): the ``evidence_key_unusable`` alert says it once."""
+        report = assess_evidence_key(self._settings, engine=self._engine)
+        family: Metric = gauge(
+            "vneid_evidence_key_loaded",
+            "1 when the evidence key ring loads as a starting worker would load it and opens the newest "
+            "stored evidence; 0 when it does not (missing, unreadable, not a key, the wrong key).",
+        )
+        family.add_metric([], 1 if report.loaded else 0)  # type: ignore[attr-defined]  # a GaugeMetricFamily
+        return family
 
 
 _CERT_STATUS = {"ok": 0, "warning": 1, "failure": 2}

@@ -63,13 +63,15 @@ def health_command(
     ] = False,
     skip: Annotated[
         list[str] | None,
-        typer.Option("--skip", help="Skip a check: his, ledger, broker, gateway, certificate (repeatable)."),
+        typer.Option(
+            "--skip", help="Skip a check: his, ledger, broker, gateway, certificate, evidence (repeatable)."
+        ),
     ] = None,
     max_skew_s: Annotated[
         float, typer.Option("--max-skew", min=1, help="Clock difference to the gateway that warns (seconds).")
     ] = 60.0,
 ) -> None:
-    """Check the HIS, ledger, broker, gateway token, certificate and clock: one line each.
+    """Check the HIS, ledger, broker, gateway token, certificate, evidence key and clock: one line each.
     Exit 0 all OK, 2 any FAIL, 1 a WARN with --strict."""
     from datetime import timedelta  # noqa: PLC0415  # keeps the command list fast to import
 

@@ -27,14 +27,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from worker.ledger import repository as repo
-from worker.ledger.evidence_crypto import EvidenceKeys
+from worker.ledger.evidence_crypto import EvidenceKeys, encode_key, new_key
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.states import State
 from worker.ports import EncounterRef
 
 FACILITY = "79999"
 #: Seals the evidence these ledgers keep (in memory: nothing here reads it back after the test).
-EVIDENCE_KEYS = EvidenceKeys.generate()
+EVIDENCE_KEY = new_key()
+EVIDENCE_KEYS = EvidenceKeys(EVIDENCE_KEY)
+#: ``[evidence]`` naming that key: the alert and metric of the evidence key check that the configured key
+#: opens the newest stored evidence, so settings used with these ledgers must name it.
+EVIDENCE_SETTINGS = {"key": encode_key(EVIDENCE_KEY)}
 
 
 # ------------------------------------------------------------------------------------------ ledger

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
 from tests.unit.monitoring.support import (
+    EVIDENCE_SETTINGS,
     attempt,
     localhost_tls,
     smtp_sink,
@@ -65,6 +66,7 @@ def alert_settings(webhook_url: str | None = None) -> Settings:
     return load_settings(
         destinations={"bhxh": DestinationSettings(), "hub": DestinationSettings(primary=False)},
         alerts={"webhook_url": webhook_url, "webhook_token": "hook-secret"} if webhook_url else {},
+        evidence=EVIDENCE_SETTINGS,
     )
 
 
@@ -306,7 +308,8 @@ def test_email_through_a_local_relay_without_login(
                 "smtp_port": sink.port,
                 "email_from": "vneid@bv.example",
                 "email_to": ["it@bv.example"],
-            }
+            },
+            evidence=EVIDENCE_SETTINGS,
         )
         notifiers = alerts.notifiers_from_settings(cfg)
         assert [n.name for n in notifiers] == ["email"]
@@ -395,6 +398,7 @@ def test_alerts_check_command(tmp_path: Path, sqlite_ledger: Engine) -> None:
             "VNEID_SIGNER__KEY_FILE": str(pki.pkcs12),
             "VNEID_SIGNER__PASSPHRASE": pki.passphrase,
             "VNEID_ALERTS__WEBHOOK_URL": receiver.url,
+            "VNEID_EVIDENCE__KEY": EVIDENCE_SETTINGS["key"],
             "COLUMNS": "200",
         }
         quiet = runner.invoke(app, ["alerts", "check", "--no-his"], env=env)

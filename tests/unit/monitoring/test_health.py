@@ -26,6 +26,7 @@ from worker import health
 from worker.cli import monitor_cmd
 from worker.config import DestinationSettings, Settings, SignerSettings, load_settings
 from worker.health import CheckResult, Status
+from worker.ledger.evidence_crypto import new_key, write_key_file
 
 
 def closed_port() -> int:
@@ -306,10 +307,13 @@ def test_health_command_exit_codes(
     signer = pki["good"]
     assert signer.key_file is not None
     assert signer.passphrase is not None
+    evidence_key = tmp_path / "evidence-key"
+    write_key_file(evidence_key, new_key())
     runner = CliRunner()
     with running_simulator() as simulator:
         env = {
             "VNEID_DATA_DIR": str(tmp_path),
+            "VNEID_EVIDENCE__KEY_FILE": str(evidence_key),
             "VNEID_LEDGER__DATABASE_URL": str(sqlite_ledger.url),
             "VNEID_HIS__ADAPTER": "demo",
             "VNEID_HIS__URL": his_url,
@@ -322,7 +326,7 @@ def test_health_command_exit_codes(
         ok = runner.invoke(_cli(), ["health"], env=env)
         assert ok.exit_code == 0, ok.output
         lines = ok.stdout.strip().splitlines()  # logs go to stderr
-        assert [line.split()[0] for line in lines] == ["OK"] * 6, ok.stdout
+        assert [line.split()[0] for line in lines] == ["OK"] * 7, ok.stdout
         assert signer.passphrase.get_secret_value() not in ok.output
 
         soon = pki["soon"]
