@@ -351,7 +351,7 @@ def assess_evidence_key(settings: Settings, *, engine: Engine | None = None) -> 
     config = settings.evidence
     key_file = _secret_file(["evidence", "key"])
     generated = key_file is None and config.key is None and config.generate_key
-    source = "evidence.key"
+    source = "evidence.key" if config.key is not None else "no key configured"
     if key_file is not None:
         source = f"VNEID_EVIDENCE__KEY_FILE {key_file}"
     elif generated:
@@ -418,8 +418,8 @@ def check_evidence_key(settings: Settings, *, engine: Engine | None = None) -> C
         return CheckResult(
             "evidence key",
             Status.WARN,
-            f"{report.summary()}: generated on this machine (demo), the only copy: back it up, or set "
-            "VNEID_EVIDENCE__KEY_FILE",
+            f"{report.summary()}: a key generated on this machine (demo) is the only copy: back it up, or "
+            "set VNEID_EVIDENCE__KEY_FILE",
         )
     return CheckResult("evidence key", Status.OK, report.summary())
 
