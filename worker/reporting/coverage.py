@@ -169,24 +169,48 @@ _DAY_SUMMARY_SQLITE = _day_summary(
 )
 
 
-#: Every encounter of a day in any state but accepted, with what its gap's reason is made of, through the
-#: ``(state, completed_at)`` index (an explicit IN list, not ``<>``: each state is one range scan, so the
-#: accepted rows are never read).
-_NOT_ACCEPTED_THAT_DAY = (
-    sa.select(encounters.c.ma_lk, encounters.c.state, versions.c.last_error_code, versions.c.issues)
-    .outerjoin(versions, versions.c.id == encounters.c.current_version_id)
-    .where(
-        *_COMPLETED_THAT_DAY,
-        encounters.c.state.in_(sorted(state.value for state in State if state is not State.ACCEPTED)),
+#: The rule ids of a version's validation errors, joined with ``_SEPARATOR``, computed by the database: the
+#: issues documents are not sent nor decoded (decoding them was a fifth of coverage's Python time at 1M rows).
+_ERRORS_POSTGRESQL = sa.func.json_array_elements(
+    sa.case(
+        (
+            sa.func.json_typeof(versions.c.issues.op("->")("errors")) == "array",
+            versions.c.issues.op("->")("errors"),
+        )
     )
-)
+).table_valued("value")
+_RULES_POSTGRESQL = sa.select(
+    sa.func.string_agg(_ERRORS_POSTGRESQL.c.value.op("->>")("rule"), _SEPARATOR)
+).scalar_subquery()
+_ERRORS_SQLITE = sa.func.json_each(versions.c.issues, "$.errors").table_valued("value")
+_RULES_SQLITE = sa.select(
+    sa.func.group_concat(sa.func.json_extract(_ERRORS_SQLITE.c.value, "$.rule"), _SEPARATOR)
+).scalar_subquery()
+
+
+def _not_accepted_that_day(rules: sa.ScalarSelect[Any]) -> sa.Select[Any]:
+    """Every encounter of a day in any state but accepted, with what its gap's reason is made of, through the
+    ``(state, completed_at)`` index (an explicit IN list, not ``<>``: each state is one range scan, so the
+    accepted rows are never read)."""
+    return (
+        sa.select(encounters.c.ma_lk, encounters.c.state, versions.c.last_error_code, rules.label("rules"))
+        .outerjoin(versions, versions.c.id == encounters.c.current_version_id)
+        .where(
+            *_COMPLETED_THAT_DAY,
+            encounters.c.state.in_(sorted(state.value for state in State if state is not State.ACCEPTED)),
+        )
+    )
+
+
+_NOT_ACCEPTED_THAT_DAY_POSTGRESQL = _not_accepted_that_day(_RULES_POSTGRESQL)
+_NOT_ACCEPTED_THAT_DAY_SQLITE = _not_accepted_that_day(_RULES_SQLITE)
 #: The encounter as registered, for the ones the HIS no longer lists (reported from the ledger alone).
 _REGISTERED = sa.select(
     encounters.c.ma_lk, encounters.c.his_key, encounters.c.completed_at, encounters.c.department,
     encounters.c.visit_type, encounters.c.insured,
 ).where(encounters.c.ma_lk.in_(sa.bindparam("ma_lks", expanding=True)))  # fmt: skip
 
-#: A row of ``_NOT_ACCEPTED_THAT_DAY`` or of ``_REGISTERED``.
+#: A row of ``_not_accepted_that_day`` or of ``_REGISTERED``.
 _Row = sa.Row[*tuple[Any, ...]]
 
 
@@ -280,14 +304,14 @@ def read_ledger_day(
     """The ledger for [start, end) in one snapshot, so the rows agree with the counts. Only what is not
     accepted (a few percent) or not listed by the HIS is read row by row."""
     day = {"start": as_utc(start), "end": as_utc(end)}
-    summary, target = (
-        (_DAY_SUMMARY_POSTGRESQL, send_target)
+    summary, not_accepted, target = (
+        (_DAY_SUMMARY_POSTGRESQL, _NOT_ACCEPTED_THAT_DAY_POSTGRESQL, send_target)
         if is_postgresql(conn)
-        else (_DAY_SUMMARY_SQLITE, send_target / timedelta(milliseconds=1))
+        else (_DAY_SUMMARY_SQLITE, _NOT_ACCEPTED_THAT_DAY_SQLITE, send_target / timedelta(milliseconds=1))
     )
     with conn.begin():
         total, accepted_joined, late_joined = conn.execute(summary, {**day, "send_target": target}).one()
-        others = {row.ma_lk: row for row in conn.execute(_NOT_ACCEPTED_THAT_DAY, day).all()}
+        others = {row.ma_lk: row for row in conn.execute(not_accepted, day).all()}
         accepted = _split(accepted_joined)
         if len(accepted) + len(others) != total:
             raise LedgerStateError(
@@ -304,10 +328,8 @@ def read_ledger_day(
 
 
 def _reason(row: _Row) -> str:
-    issues = row.issues
-    errors = issues.get("errors") if isinstance(issues, dict) else None
-    if errors:
-        return "validation: " + ", ".join(sorted({str(e.get("rule")) for e in errors}))
+    if row.rules:
+        return "validation: " + ", ".join(sorted(set(row.rules.split(_SEPARATOR))))
     if row.last_error_code:
         return str(row.last_error_code)
     return _WAITING.get(row.state, str(row.state))
