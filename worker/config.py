@@ -314,7 +314,13 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
             path = secret_file_reference(key)
             if path is None:
                 continue
-            content = Path(value).read_text(encoding="utf-8").strip()
+            try:
+                content = Path(value).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                # Named after the variable: the bare OSError does not say which secret is missing.
+                raise type(exc)(
+                    exc.errno, f"{key}: cannot read the secret file ({exc.strerror})", value
+                ) from None
             node = result
             for part in path[:-1]:
                 node = node.setdefault(part, {})

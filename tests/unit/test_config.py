@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -93,3 +94,17 @@ def test_secret_file_reference_for_nested_and_dict_settings(
     assert settings.signer.pin is not None
     assert settings.signer.pin.get_secret_value() == "123456"
     assert settings.ledger.password is not None
+
+
+@pytest.mark.parametrize("make_path", [lambda d: d / "missing.key", lambda d: d])  # absent; a directory
+def test_unreadable_secret_file_names_the_variable_not_just_the_path(
+    make_path: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_path(tmp_path)
+    monkeypatch.setenv("VNEID_EVIDENCE__KEY_FILE", str(path))
+    assert main(["config", "show"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: "), error
+    assert "VNEID_EVIDENCE__KEY_FILE: cannot read the secret file" in error
+    assert str(path) in error
+    assert len(error.splitlines()) == 1
