@@ -20,6 +20,7 @@ from adapters.signers.revocation.checker import (
 )
 from adapters.signers.revocation.guard import RevocationGuardedSigner, guard_signer, signer_chain
 from adapters.signers.revocation.model import (
+    CaAnswer,
     CertificateRevokedError,
     CertificateStatusUnknownError,
     RevocationCheckError,
@@ -30,6 +31,7 @@ from adapters.signers.revocation.model import (
 )
 
 __all__ = [
+    "CaAnswer",
     "CertificateRevokedError",
     "CertificateStatusUnknownError",
     "RevocationCheckError",

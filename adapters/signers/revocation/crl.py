@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from adapters.signers.revocation.model import (
     Answer,
@@ -20,9 +21,14 @@ from adapters.signers.revocation.model import (
 )
 
 
+def crl_is_der(data: bytes) -> bool:
+    """Whether ``data`` is a DER CRL rather than PEM armour around one."""
+    return not data.lstrip().startswith(b"-----BEGIN")
+
+
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
     """DER or PEM (CAs publish DER; people who copy a CRL by hand often end up with PEM)."""
-    if data.lstrip().startswith(b"-----BEGIN"):
+    if not crl_is_der(data):
         return x509.load_pem_x509_crl(data)
     return x509.load_der_x509_crl(data)
 
@@ -80,7 +86,9 @@ def verify_crl(
         this_update=crl.last_update_utc,
         next_update=crl.next_update_utc,
         valid_until=until,
-        der=data,
+        # DER always, also for a PEM copy in signer.crl_file: what is kept is the CA's signed object, which
+        # `openssl crl -inform DER` reads (the bytes are the ones the CA signed, not re-encoded).
+        der=data if crl_is_der(data) else crl.public_bytes(serialization.Encoding.DER),
         revoked_at=entry.revocation_date_utc if revoked and entry is not None else None,
         reason=reason,
     )

@@ -10,7 +10,9 @@ and logs a warning each time the status is asked again.
 
 ``revocation_record`` gives, for the signature the calling thread made last, the status it was allowed on;
 the delivery service keeps it in that version's ``signed`` audit event, so an inspector can see for each
-signed file what the CA said about the certificate when it was signed.
+signed file what the CA said about the certificate when it was signed. ``revocation_answer`` gives the CA's
+signed answer (DER OCSP response or CRL) that status was derived from: the ledger keeps it once per distinct
+answer, so the status can be verified again with the CA's certificate alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from adapters.signers.revocation.checker import RevocationChecker, RevocationConfig, shared_checker
-from adapters.signers.revocation.model import RevocationPolicy, RevocationState, RevocationStatus
+from adapters.signers.revocation.model import CaAnswer, RevocationPolicy, RevocationState, RevocationStatus
 from worker.config import SignerSettings
 from worker.logging import get_logger
 from worker.ports import Signer
@@ -57,7 +59,8 @@ class RevocationGuardedSigner:
         self._last: RevocationStatus | None = None
         # Per thread: the status each thread's last signature was allowed on (threads may share a signer).
         self._signed_under = threading.local()
-        self._record: tuple[RevocationStatus, dict[str, object]] | None = None
+        # The record and answer of the last status asked for: one dict and one hash per answer, not per file.
+        self._record: tuple[RevocationStatus, dict[str, object], CaAnswer | None] | None = None
         self._fingerprint: str | None = None
 
     @property
@@ -73,16 +76,27 @@ class RevocationGuardedSigner:
     def revocation_record(self) -> dict[str, object] | None:
         """What the audit event of this thread's last signature records about the certificate: its SHA-256
         fingerprint and the revocation status the signature was allowed on; ``None`` before any signature."""
+        cached = self._signed_under_cached()
+        return None if cached is None else dict(cached[1])
+
+    def revocation_answer(self) -> CaAnswer | None:
+        """The CA's signed answer (DER OCSP response or CRL) behind the status this thread's last signature
+        was allowed on, from the CA or from the cache; ``None`` before any signature or when the status is
+        unknown (no answer)."""
+        cached = self._signed_under_cached()
+        return None if cached is None else cached[2]
+
+    def _signed_under_cached(self) -> tuple[RevocationStatus, dict[str, object], CaAnswer | None] | None:
         status: RevocationStatus | None = getattr(self._signed_under, "status", None)
         if status is None:
             return None
         cached = self._record
-        if cached is None or cached[0] is not status:  # one dict per answer, not per signed file
+        if cached is None or cached[0] is not status:  # the status objects of one answer are reused
             if self._fingerprint is None:
                 self._fingerprint = self.certificate.fingerprint(hashes.SHA256()).hex()
             record = {"cert_sha256": self._fingerprint, **status.signing_record(self._policy)}
-            cached = self._record = (status, record)
-        return dict(cached[1])
+            cached = self._record = (status, record, status.ca_answer())
+        return cached
 
     def ensure_signable(self) -> RevocationStatus:
         """The current status; raises ``CertificateNotUsableError`` when the policy forbids signing."""

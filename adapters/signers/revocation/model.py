@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -114,6 +115,23 @@ class Answer:
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class CaAnswer:
+    """The CA's signed answer a status was derived from, exactly as an inspector needs it to verify the status
+    again: the DER OCSP response or CRL, its SHA-256 (its identity: one CRL serves many signatures), where it
+    came from and the period the CA said it covers (DOMAIN.md §10.5: the results are stored)."""
+
+    sha256: str
+    source: RevocationSource  # OCSP or CRL
+    der: bytes
+    url: str
+    this_update: datetime
+    next_update: datetime | None
+
+    def __repr__(self) -> str:
+        return f"CaAnswer({self.source.value} {self.url} sha256 {self.sha256[:12]}…, {len(self.der)} bytes)"
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationStatus:
     """The status of one certificate, as the worker, ``cert check``, health, metrics and alerts see it."""
@@ -131,7 +149,7 @@ class RevocationStatus:
     sources: tuple[str, ...] = ()
     #: Why sources gave no answer (also set when a cached answer was used because a refresh failed).
     problems: tuple[str, ...] = ()
-    response: bytes = field(default=b"", repr=False, compare=False)  # DER of the answer used, if any
+    response: bytes = field(default=b"", repr=False, compare=False)  # DER of the answer used (``ca_answer``)
 
     @classmethod
     def from_answer(
@@ -216,6 +234,21 @@ class RevocationStatus:
         }
         record.update((name, value) for name, value in optional.items() if value)
         return record
+
+    def ca_answer(self) -> CaAnswer | None:
+        """The CA's signed answer this status was derived from (also when it was read back from the cache, or
+        kept after a failed refresh); ``None`` when there is none (unknown). Hashes the bytes: callers that
+        ask per signed file keep the result (the guard does)."""
+        if self.source is RevocationSource.NONE or not self.response or not self.url or not self.this_update:
+            return None
+        return CaAnswer(
+            sha256=hashlib.sha256(self.response).hexdigest(),
+            source=self.source,
+            der=self.response,
+            url=self.url,
+            this_update=self.this_update,
+            next_update=self.next_update,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
