@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from worker.domain import derive_ma_lk
-from worker.ledger import audit, evidence_store
+from worker.ledger import audit, evidence_store, revocation_answers
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import as_utc, utcnow
 from worker.ledger.evidence_crypto import EvidenceKeys
+from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.schema import checkpoints, destination_status, encounters, evidence, versions
 from worker.ledger.states import ACTIVE, State
 from worker.ports import Cursor, EncounterRef
@@ -494,6 +495,9 @@ class Signed:
     sha256: str
     #: The certificate's revocation status the signature was allowed on, kept in the ``signed`` audit event.
     revocation: dict[str, object] | None = None
+    #: The CA's signed answer that status was derived from: kept once in ``revocation_answers``, named in the
+    #: audit event by its SHA-256 (``revocation.answer_sha256``).
+    revocation_answer: RevocationAnswer | None = None
 
 
 def record_signed_many(
@@ -517,12 +521,24 @@ def record_signed_many(
     _update_by_key(conn, encounters, "ma_lk", [
         _encounter_state(entry.item.ma_lk, entry.item.version_id, State.SIGNED, now) for entry in signed
     ])  # fmt: skip
+    # The answers first, in this transaction: an event never names an answer the ledger does not hold.
+    revocation_answers.keep(
+        conn, [entry.revocation_answer for entry in signed if entry.revocation_answer is not None], now=now
+    )
     audit.append(conn, [
         AuditEvent("signed", ma_lk=entry.item.ma_lk, version_id=entry.item.version_id, request_hash=entry.sha256,
-                   detail={"cert_serial": cert_serial,
-                           **({"revocation": entry.revocation} if entry.revocation is not None else {})})
+                   detail={"cert_serial": cert_serial, **_revocation_detail(entry)})
         for entry in signed
     ])  # fmt: skip
+
+
+def _revocation_detail(entry: Signed) -> dict[str, object]:
+    """The ``revocation`` part of a ``signed`` event: the status, and the SHA-256 of the kept answer."""
+    if entry.revocation is None:
+        return {}
+    if entry.revocation_answer is None:
+        return {"revocation": entry.revocation}
+    return {"revocation": {**entry.revocation, "answer_sha256": entry.revocation_answer.sha256}}
 
 
 def record_signed(

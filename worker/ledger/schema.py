@@ -7,6 +7,7 @@
 - ``deliveries``: per extra destination (provincial hubs) — the primary destination's state is on ``versions``.
 - ``audit_log``: append-only, hash-chained, one row per attempt and state change.
 - ``evidence``: the exact signed bytes (compressed, encrypted) and the receipt (encrypted) of each version sent.
+- ``revocation_answers``: the CA's signed OCSP responses and CRLs that signatures relied on, once each.
 - ``checkpoints``: discovery watermark and backfill progress; ``destination_status``: stopped destinations;
   ``alert_state``: fired/cleared alert conditions.
 """
@@ -134,6 +135,27 @@ evidence = sa.Table(
     sa.Column("receipt_key_id", sa.String(32)),
     sa.Column("stored_at", TS, nullable=False),
     sa.Column("purged_at", TS),
+)
+
+# The CA's signed answers (DER OCSP response or CRL) the certificate status of signed versions was derived
+# from (DOMAIN.md §10.5), keyed by the SHA-256 of the DER that the ``signed`` audit events name
+# (``revocation.answer_sha256``). One row per distinct answer, however many versions relied on it: a CRL can
+# be megabytes and serves every signature until the next one. ``der`` is compressed (``compression``), not
+# encrypted: an OCSP response or a CRL holds serial numbers and dates of certificates, no personal data.
+# Never purged by the evidence retention (revision 0004).
+revocation_answers = sa.Table(
+    "revocation_answers",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # "ocsp" or "crl"
+    sa.Column("url", sa.Text, nullable=False),  # where it came from (a file path for signer.crl_file)
+    sa.Column("this_update", TS, nullable=False),
+    sa.Column("next_update", TS),
+    sa.Column("der", sa.LargeBinary, nullable=False),
+    sa.Column("compression", sa.String(10), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),  # bytes of the DER before compression
+    sa.Column("first_used_at", TS, nullable=False),  # when the first version signed under it was recorded
+    sa.CheckConstraint("kind IN ('ocsp', 'crl')", name="kind"),
 )
 
 checkpoints = sa.Table(

@@ -1,0 +1,282 @@
+"""The CA's signed answers (OCSP responses, CRLs) signed versions relied on, kept in ``revocation_answers`` on
+SQLite and PostgreSQL: once per distinct answer, in the transaction that records the signed versions, named
+by SHA-256 in their ``signed`` audit events, compressed, idempotent across batches and racing processes;
+revision 0004 builds exactly the schema module and refuses to downgrade over kept answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import ocsp
+from sqlalchemy.engine import Engine
+
+from adapters.signers.testpki import (
+    Issued,
+    certificate_revocation_list,
+    generate_ca,
+    issue_signing_certificate,
+    ocsp_response,
+)
+from tests.integration.ledger.evidence_support import FACILITY, signed_file
+from worker.ledger import audit, migrate, revocation_answers
+from worker.ledger import repository as repo
+from worker.ledger.evidence_crypto import EvidenceKeys
+from worker.ledger.repository import WorkItem
+from worker.ledger.revocation_answers import RevocationAnswer, RevocationAnswerCorruptError
+from worker.ledger.schema import audit_log, metadata
+from worker.ledger.schema import revocation_answers as answers_table
+from worker.ports import EncounterRef
+
+NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+KEYS = EvidenceKeys.generate()
+
+
+@pytest.fixture(params=["sqlite_ledger", "pg_ledger"])
+def ledger(request: pytest.FixtureRequest) -> Engine:
+    engine: Engine = request.getfixturevalue(request.param)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def ca() -> Issued:
+    return generate_ca(key_size=2048)
+
+
+def crl_answer(ca: Issued, *, number: int = 1, revoked: int = 0) -> RevocationAnswer:
+    """A real CRL of ``ca`` (``revoked`` entries: a large CA's CRL is megabytes of serials and dates)."""
+    entries = {serial: (NOW - timedelta(days=1), None) for serial in range(1_000, 1_000 + revoked)}
+    der = certificate_revocation_list(
+        ca, entries, last_update=NOW, next_update=NOW + timedelta(days=7), number=number
+    )
+    return RevocationAnswer(
+        sha256=hashlib.sha256(der).hexdigest(), kind="crl", der=der, url="http://ca.test/ca.crl",
+        this_update=NOW, next_update=NOW + timedelta(days=7),
+    )  # fmt: skip
+
+
+def ocsp_answer(ca: Issued) -> RevocationAnswer:
+    certificate = issue_signing_certificate(ca).certificate
+    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, ca.certificate, hashes.SHA1()).build()
+    der = ocsp_response(request, signer=ca, this_update=NOW, next_update=NOW + timedelta(days=1))
+    return RevocationAnswer(
+        sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der, url="http://ca.test/ocsp",
+        this_update=NOW, next_update=NOW + timedelta(days=1),
+    )  # fmt: skip
+
+
+def built(engine: Engine, *his_keys: str) -> list[WorkItem]:
+    """Versions registered and built through the repository, ready to be recorded as signed."""
+    items: list[WorkItem] = []
+    with engine.begin() as conn:
+        refs = [EncounterRef(his_key=key, completed_at=NOW, changed_at=NOW) for key in his_keys]
+        for registered in repo.read_items(
+            conn, repo.register_refs(conn, refs, facility_code=FACILITY).version_ids
+        ):
+            document = signed_file(registered.his_key)
+            repo.record_built(
+                conn,
+                registered,
+                content_hash=hashlib.sha256(document).hexdigest(),
+                tables=["XML1"],
+                warnings=[],
+            )
+            items += repo.read_items(conn, [registered.version_id])
+    return items
+
+
+def signed_under(item: WorkItem, answer: RevocationAnswer | None) -> repo.Signed:
+    document = signed_file(item.his_key)
+    record: dict[str, object] = {"policy": "warn", "state": "good" if answer else "unknown"}
+    return repo.Signed(item, document, hashlib.sha256(document).hexdigest(), revocation=record,
+                       revocation_answer=answer)  # fmt: skip
+
+
+def record(conn: sa.Connection, signed: list[repo.Signed]) -> None:
+    repo.record_signed_many(conn, signed, cert_serial="ab", keys=KEYS)
+
+
+def kept_rows(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {row.sha256: row for row in conn.execute(sa.select(answers_table))}
+
+
+def named_answers(engine: Engine) -> dict[int, str | None]:
+    """version id → the answer its ``signed`` event names."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_log.c.version_id, audit_log.c.detail).where(audit_log.c.event == "signed")
+        )
+        return {row.version_id: json.loads(row.detail)["revocation"].get("answer_sha256") for row in rows}
+
+
+@pytest.fixture
+def answer_inserts(ledger: Engine) -> Iterator[list[str]]:
+    """The INSERT statements sent for ``revocation_answers`` (what crosses the wire, not what is kept)."""
+    sent: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO REVOCATION_ANSWERS"):
+            sent.append(statement)
+
+    sa.event.listen(ledger, "before_cursor_execute", capture)
+    yield sent
+    sa.event.remove(ledger, "before_cursor_execute", capture)
+
+
+def test_one_row_per_distinct_answer_named_by_every_version_that_relied_on_it(
+    ledger: Engine, ca: Issued, answer_inserts: list[str]
+) -> None:
+    by_ocsp, by_crl = ocsp_answer(ca), crl_answer(ca)
+    items = built(ledger, "1001", "1002", "1003", "1004", "1005")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(items[0], by_ocsp), signed_under(items[1], by_ocsp),
+                      signed_under(items[2], by_crl), signed_under(items[3], by_ocsp),
+                      signed_under(items[4], None)])  # fmt: skip
+    rows = kept_rows(ledger)
+    assert set(rows) == {by_ocsp.sha256, by_crl.sha256}
+    assert len(answer_inserts) == 2  # once per distinct answer in the batch, not once per version
+    for answer in (by_ocsp, by_crl):
+        row = rows[answer.sha256]
+        assert (row.kind, row.url, row.compression, row.size) == (
+            answer.kind,
+            answer.url,
+            "zlib",
+            len(answer.der),
+        )
+        assert zlib.decompress(row.der) == answer.der
+    assert named_answers(ledger) == {
+        items[0].version_id: by_ocsp.sha256, items[1].version_id: by_ocsp.sha256,
+        items[2].version_id: by_crl.sha256, items[3].version_id: by_ocsp.sha256,
+        items[4].version_id: None,  # unknown: no answer, nothing named
+    }  # fmt: skip
+    with ledger.connect() as conn:
+        assert audit.verify_chain(conn).ok
+        kept = revocation_answers.read(conn, by_ocsp.sha256.upper())  # as an inspector may paste it
+    assert kept is not None
+    assert kept.der == by_ocsp.der
+    assert (kept.this_update, kept.next_update) == (by_ocsp.this_update, by_ocsp.next_update)
+
+
+def test_a_kept_answer_is_neither_sent_again_nor_rewritten_by_later_batches(
+    ledger: Engine, ca: Issued, answer_inserts: list[str]
+) -> None:
+    answer = crl_answer(ca, revoked=2_000)
+    first, second = built(ledger, "2001"), built(ledger, "2002", "2003")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(first[0], answer)])
+    [kept] = kept_rows(ledger).values()
+    with ledger.begin() as conn:
+        record(conn, [signed_under(item, answer) for item in second])
+    assert len(answer_inserts) == 1, "the CRL crossed the wire once: the second batch found it by key"
+    [again] = kept_rows(ledger).values()
+    assert (again.der, again.first_used_at) == (kept.der, kept.first_used_at)
+    assert len(kept.der) < len(answer.der) // 2  # serials and dates compress well
+    assert set(named_answers(ledger).values()) == {answer.sha256}
+
+
+def test_an_answer_kept_by_another_process_meanwhile_is_not_an_error(pg_ledger: Engine, ca: Issued) -> None:
+    """Two workers sign under the same new answer: both find it absent, both insert, the second does nothing
+    (ON CONFLICT DO NOTHING). Deterministic: the other worker commits right after this one's lookup. SQLite
+    needs no such test: its writers take the lock at BEGIN IMMEDIATE, so lookup and insert cannot be split."""
+    answer = ocsp_answer(ca)
+    [ours, theirs] = built(pg_ledger, "3001", "3002")
+    raced: list[int] = []
+
+    def the_other_worker_commits_after_our_lookup(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not raced and statement.lstrip().upper().startswith("SELECT REVOCATION_ANSWERS.SHA256"):
+            with pg_ledger.begin() as other:
+                record(other, [signed_under(theirs, answer)])
+            raced.append(1)
+
+    with pg_ledger.begin() as conn:
+        sa.event.listen(conn, "after_cursor_execute", the_other_worker_commits_after_our_lookup)
+        record(conn, [signed_under(ours, answer)])
+    assert raced == [1]
+    assert list(kept_rows(pg_ledger)) == [answer.sha256]
+    assert named_answers(pg_ledger) == {ours.version_id: answer.sha256, theirs.version_id: answer.sha256}
+
+
+def test_an_answer_is_kept_in_the_transaction_of_its_signed_versions(ledger: Engine, ca: Issued) -> None:
+    answer = ocsp_answer(ca)
+    [item] = built(ledger, "4001")
+
+    def crash_before_commit() -> None:
+        with ledger.begin() as conn:
+            record(conn, [signed_under(item, answer)])
+            raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash_before_commit()
+    assert kept_rows(ledger) == {}
+    assert named_answers(ledger) == {}
+
+
+def test_an_answer_whose_bytes_do_not_match_its_hash_is_refused_and_found_on_read(
+    ledger: Engine, ca: Issued
+) -> None:
+    answer = ocsp_answer(ca)
+    [item, other] = built(ledger, "5001", "5002")
+    forged = RevocationAnswer(sha256=answer.sha256, kind="ocsp", der=answer.der + b"\x00", url=answer.url,
+                              this_update=NOW, next_update=None)  # fmt: skip
+    with pytest.raises(ValueError, match="does not hash"), ledger.begin() as conn:
+        record(conn, [signed_under(item, forged)])
+    with ledger.begin() as conn:
+        record(conn, [signed_under(other, answer)])
+        conn.execute(sa.update(answers_table).values(der=zlib.compress(crl_answer(ca).der)))  # edited later
+    with ledger.connect() as conn, pytest.raises(RevocationAnswerCorruptError, match="do not hash"):
+        revocation_answers.read(conn, answer.sha256)
+    with ledger.connect() as conn:
+        assert revocation_answers.read(conn, "0" * 64) is None
+
+
+# ------------------------------------------------------------------------------------------ migration
+
+
+def test_migrations_build_exactly_the_schema_module(ledger: Engine) -> None:
+    with ledger.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert "revocation_answers" in sa.inspect(conn).get_table_names()
+
+
+def test_revision_0004_downgrades_only_while_no_answer_is_kept(sqlite_ledger: Engine, ca: Issued) -> None:
+    config = migrate.alembic_config(sqlite_ledger.url.render_as_string(hide_password=False))
+    with sqlite_ledger.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    assert "revocation_answers" not in sa.inspect(sqlite_ledger).get_table_names()
+    migrate.upgrade(sqlite_ledger)
+    [item] = built(sqlite_ledger, "6001")
+    with sqlite_ledger.begin() as conn:
+        record(conn, [signed_under(item, ocsp_answer(ca))])
+    with sqlite_ledger.begin() as conn:
+        config.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="1 revocation answers are kept"):
+            command.downgrade(config, "0003")
+    assert migrate.is_up_to_date(sqlite_ledger)
+    assert len(kept_rows(sqlite_ledger)) == 1
+
+
+def test_the_crl_entries_survive_the_round_trip(ledger: Engine, ca: Issued) -> None:
+    answer = crl_answer(ca, number=7, revoked=50)
+    [item] = built(ledger, "7001")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(item, answer)])
+    with ledger.connect() as conn:
+        kept = revocation_answers.read(conn, answer.sha256)
+    assert kept is not None
+    assert kept.der is not None
+    crl = x509.load_der_x509_crl(kept.der)
+    assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+    assert len(crl) == 50
