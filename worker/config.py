@@ -87,7 +87,11 @@ class DestinationSettings(Section):
     )
     takes_checkin: bool = Field(True, description="Send XML0 check-ins to this destination.")
     verify_tls: bool = Field(True, description="Verify the gateway's TLS certificate. Keep on.")
-    ca_bundle: Path | None = Field(None, description="CA bundle for the gateway's TLS certificate.")
+    ca_bundle: Path | None = Field(
+        None,
+        description="CA bundle for the gateway's TLS certificate (default: the system's trust store, or "
+        "SSL_CERT_FILE).",
+    )
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one gateway call, in seconds.")
     rate_per_s: float = Field(20.0, gt=0, description="At most this many requests per second.")
 
