@@ -24,6 +24,7 @@ from bench.common import machine_description, progress
 ROOT = Path(__file__).resolve().parents[1]
 RAW_RESULTS = ROOT / "var" / "bench" / "last-run.json"
 SCALE_RESULTS = ROOT / "var" / "bench" / "scale-latest.json"
+SCALE_PARTIAL = ROOT / "var" / "bench" / "scale-partial.json"
 
 JOBS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full arguments, --quick arguments)
@@ -541,6 +542,58 @@ def scale_section() -> list[str]:
     return lines
 
 
+def partial_scale_section() -> list[str]:
+    """A scale run stopped before its end (``bench.scale`` saves its samples every few minutes): what it had
+    reached, when it is newer than the last complete run."""
+    try:
+        partial: dict[str, Any] = json.loads(SCALE_PARTIAL.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    if SCALE_RESULTS.exists() and SCALE_RESULTS.stat().st_mtime >= SCALE_PARTIAL.stat().st_mtime:
+        return []  # that run finished: its summary is above
+    timeline: list[dict[str, Any]] = partial.get("timeline") or []
+    if not timeline:
+        return []
+    size, last = partial["encounters"], timeline[-1]
+    discovered = next((row["t_s"] for row in timeline if row["registered"] >= size), None)
+    first = next((row for row in timeline if row["accepted"] > 0), None)
+    rates = []
+    if first is not None:
+        previous = first
+        for k in range(1, 11):
+            row = next((r for r in timeline if r["accepted"] >= size * k / 10), None)
+            if row is None:
+                break
+            span = row["t_s"] - previous["t_s"]
+            rates.append(round((row["accepted"] - previous["accepted"]) / span, 1) if span > 0 else None)
+            previous = row
+    memory = partial.get("memory") or {}
+    processes = memory.get("processes") or {}
+    return [
+        f"## Scale run stopped before its end ({size:,} encounters)",
+        "",
+        f"From var/bench/scale-partial.json, saved {partial.get('saved')}: the run was stopped (a session's time "
+        f"limit) at t = {last['t_s']:.0f} s with {last['registered']:,} encounters registered "
+        f"({'all discovered at t = ' + format(discovered, '.0f') + ' s' if discovered is not None else 'discovery unfinished'}) "
+        f"and {last['accepted']:,} accepted ({last['accepted'] / size:.0%}); no summary, worker CPU or coverage "
+        "figure exists for it.",
+        "",
+        "| accepted/s per completed tenth | peak RSS MB | flat ±20 % after 10 % | < 300 MB | re-dispatched |",
+        "|---|---:|---|---|---:|",
+        f"| {', '.join(str(rate) for rate in rates) or '–'} | {memory.get('peak_mb')} | "
+        f"{verdict(memory.get('all_flat'))} | {verdict(memory.get('under_300_mb'))} | "
+        f"{partial.get('redispatched_versions', '–')} |",
+        "",
+        "RSS per worker process (MB: at 10 % / peak after / last sample): "
+        + "; ".join(
+            f"{name} {value.get('at_10_percent_mb')} / {value.get('peak_after_10_percent_mb')} / {value.get('end_mb')}"
+            for name, value in sorted(processes.items())
+        )
+        + ".",
+        "",
+    ]
+
+
 def load_scale() -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(SCALE_RESULTS.read_text(encoding="utf-8"))
@@ -576,6 +629,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], total_s: float, qui
     lines += where_time_goes(results.get("pipeline", {}))
     lines += coverage_section(results.get("coverage", {}))
     lines += scale_section()
+    lines += partial_scale_section()
     lines += [
         "## Reproduce",
         "",
