@@ -1,9 +1,10 @@
 """`vneid-sync evidence`: the encrypted signed files and receipts — keys, rekey, retention purge, audited reads.
 
-Every command that touches the ledger first checks that the key ring opens every sealed row, and stops with
-one line naming the missing key id otherwise: a missing key is found before anything depends on it. Reading
-evidence (`show`) appends an `evidence_read` audit event naming the operator; nothing here prints personal
-data (ids, states, hashes and counts only).
+Every command that touches the sealed evidence first checks that the key ring opens every sealed row, and
+stops with one line naming the missing key id otherwise: a missing key is found before anything depends on
+it. Reading evidence (`show`) appends an `evidence_read` audit event naming the operator; nothing here prints
+personal data (ids, states, hashes and counts only). `revocation-answer` exports a CA's OCSP response or CRL
+kept in the ledger: not personal data, not sealed, so it needs no key and is not audited as a read.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from worker.bootstrap import evidence_keys, ledger_engine
 from worker.cli.context import CliError, console, err_console, settings
-from worker.ledger import audit, evidence_store, migrate
+from worker.ledger import audit, evidence_store, migrate, revocation_answers
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import utcnow
 from worker.ledger.evidence_crypto import (
@@ -261,6 +263,9 @@ def show_command(
         f"{len(found.document)} bytes -> {out}"
     )
     console.print(found.signing_summary(), markup=False, highlight=False, soft_wrap=True)
+    answer_line = _revocation_answer_line(engine, found.signing)
+    if answer_line is not None:
+        console.print(answer_line, markup=False, highlight=False, soft_wrap=True)
     if receipt_out is not None:
         if found.receipt is None:
             console.print("no receipt stored for this version (no final answer from the gateway)")
@@ -268,6 +273,70 @@ def show_command(
             text = json.dumps(found.receipt, ensure_ascii=False, indent=2) + "\n"
             _write_private(receipt_out, text.encode("utf-8"))
             console.print(f"receipt -> {receipt_out}")
+
+
+_KIND_NAMES = {"ocsp": "OCSP response", "crl": "CRL"}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _revocation_answer_line(engine: Engine, signing: dict[str, object] | None) -> str | None:
+    """Which kept CA answer the version's revocation status was derived from, and how to export it."""
+    record = (signing or {}).get("revocation")
+    if not isinstance(record, dict) or record.get("state") in (None, "not_checked", "unknown"):
+        return None  # nothing recorded, nothing checked, or no source answered: no answer to keep
+    sha256 = record.get("answer_sha256")
+    if not isinstance(sha256, str):
+        return "CA's signed answer: not kept (signed before revocation answers were kept, revision 0004)"
+    with engine.connect() as conn:
+        kept = revocation_answers.describe(conn, sha256)
+    if kept is None:
+        return (
+            f"CA's signed answer sha256 {sha256}: MISSING from the ledger (named by the signed audit event)"
+        )
+    return (
+        f"CA's signed answer: {_KIND_NAMES.get(kept.kind, kept.kind)} sha256 {kept.sha256} ({kept.size} bytes); "
+        f"export: vneid-sync evidence revocation-answer {kept.sha256} --out FILE"
+    )
+
+
+@evidence_group.command("revocation-answer")
+def revocation_answer_command(
+    ctx: typer.Context,
+    sha256: Annotated[str, typer.Argument(help="The answer's SHA-256, as `evidence show` prints it.")],
+    out: Annotated[Path, typer.Option("--out", help="Write the DER here (new file, never overwritten).")],
+) -> None:
+    """Export a kept OCSP response or CRL (DER), the CA's signed answer a signature's status relied on.
+
+    Check it with `openssl ocsp -respin FILE -text` or `openssl crl -inform DER -in FILE -text`; with the
+    CA's certificate, openssl also verifies the CA's signature. Needs no evidence key (no personal data)."""
+    if not _SHA256.fullmatch(sha256):
+        raise CliError(f"{sha256!r} is not a SHA-256 (64 hexadecimal digits)")
+    if out.exists():
+        raise CliError(f"{out} exists: evidence is never written over a file")
+    engine = _ledger(ctx)
+    try:
+        with engine.connect() as conn:
+            kept = revocation_answers.read(conn, sha256)
+    except revocation_answers.RevocationAnswerCorruptError as exc:
+        raise CliError(str(exc)) from None
+    if kept is None or kept.der is None:
+        raise CliError(f"no revocation answer with SHA-256 {sha256.lower()} in the ledger")
+    _write_private(out, kept.der)
+    until = kept.next_update.isoformat() if kept.next_update else "none"
+    console.print(
+        f"{_KIND_NAMES.get(kept.kind, kept.kind)} from {kept.url} (this update {kept.this_update.isoformat()}, "
+        f"next update {until}; first relied on {kept.first_used_at.isoformat()}), sha256 {kept.sha256}, "
+        f"{kept.size} bytes -> {out}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    check = (
+        f"openssl ocsp -respin {out} -text -noverify"
+        if kept.kind == "ocsp"
+        else f"openssl crl -inform DER -in {out} -text -noout"
+    )
+    console.print(f"read it: {check}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,7 @@ from worker.domain import Encounter
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.ledger.repository import WorkItem
+from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.states import State
 from worker.logging import get_logger
 from worker.pipeline import hubs
@@ -134,7 +135,8 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
         if pipeline.verifier is not None:
             pipeline.verifier(signed_bytes)  # a signer defect must stop here, before anything is kept or sent
         digest = hashlib.sha256(signed_bytes).hexdigest()
-        signed.append(repo.Signed(item, signed_bytes, digest, revocation=_revocation_record(pipeline)))
+        signed.append(repo.Signed(item, signed_bytes, digest, revocation=_revocation_record(pipeline),
+                                  revocation_answer=_revocation_answer(pipeline)))  # fmt: skip
     with pipeline.engine.begin() as conn:
         repo.record_signed_many(
             conn,
@@ -154,6 +156,23 @@ def _revocation_record(pipeline: Pipeline) -> dict[str, object]:
     if found is None:
         return {"policy": pipeline.settings.signer.revocation, "state": "not_checked"}
     return dict(found)
+
+
+def _revocation_answer(pipeline: Pipeline) -> RevocationAnswer | None:
+    """The CA's signed answer (DER OCSP response or CRL) behind that status, which the ledger keeps once per
+    distinct answer (``None``: nothing checked, or unknown). Read from the guard like the status."""
+    answer = getattr(pipeline.signer, "revocation_answer", None)
+    found = answer() if callable(answer) else None
+    if found is None:
+        return None
+    return RevocationAnswer(
+        sha256=found.sha256,
+        kind=found.source.value,
+        der=found.der,
+        url=found.url,
+        this_update=found.this_update,
+        next_update=found.next_update,
+    )
 
 
 def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes]) -> dict[str, str]:

@@ -127,9 +127,14 @@ def test_each_signed_version_keeps_the_ocsp_answer_it_was_signed_under(
             "this_update": now.isoformat(),
             "next_update": (now + ca_services.ocsp_validity).isoformat(),
             "checked_at": version.revocation["checked_at"],
+            # The CA's answer kept in the ledger (its bytes: test_revocation_answer_export.py).
+            "answer_sha256": version.revocation["answer_sha256"],
         }
-    # One answer for the batch: every version names the same fetch.
-    assert len({version.revocation["checked_at"] for version in signed}) == 1
+    # One answer for the batch: every version names the same fetch and the same kept answer.
+    assert (
+        len({(version.revocation["checked_at"], version.revocation["answer_sha256"]) for version in signed})
+        == 1
+    )
     assert ca_services.requests == {OCSP_PATH: 1}
     with worker.pipeline.engine.connect() as conn:
         assert audit.verify_chain(conn).ok  # the record is inside the hash chain, not beside it

@@ -1,0 +1,272 @@
+"""The CA's signed answer each signed version relied on is kept in the ledger and can be handed to an inspector
+(DOMAIN.md §10.5, NĐ 23/2025 Đ15–Đ17): the worker as wired by ``worker.bootstrap`` on PostgreSQL, a real file
+key whose certificate names a test CA's OCSP responder and CRL on 127.0.0.1, and ``vneid-sync evidence show``
+/ ``evidence revocation-answer`` through the CLI entry point. The exported file is the exact bytes the CA
+served; ``cryptography`` and ``openssl`` read it and verify the CA's signature on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.x509 import ocsp
+from sqlalchemy.engine import Engine
+
+from adapters.signers.testpki import TestPkiFiles
+from tests.factories import encounter
+from tests.fakes import FakeGateway, FakeSource
+from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, key_naming, serve_ca
+from tests.unit.signers.served_answers import Served, record_served
+from tests.unit.signers.support import PkiSet, file_settings
+from worker.bootstrap import build_pipeline
+from worker.cli.app import main
+from worker.config import load_settings
+from worker.ledger import repository as repo
+from worker.ledger.revocation_answers import RevocationAnswer
+from worker.ledger.schema import audit_log, revocation_answers
+from worker.pipeline import delivery, discovery
+from worker.pipeline.context import Pipeline
+from worker.ports import EncounterRef
+from worker.synthetic import Kind
+
+T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+
+
+@dataclasses.dataclass
+class Worker:
+    pipeline: Pipeline
+    source: FakeSource
+    data_dir: Path
+
+    def run(self, *his_keys: str) -> dict[str, dict[str, Any]]:
+        """Discover, build, sign and send these visits; MA_LK → the revocation part of its signed event."""
+        for key in his_keys:
+            self.source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=key), T0)
+        found = discovery.discover(self.pipeline)
+        delivery.process_versions(self.pipeline, found.version_ids, owner="test")
+        with self.pipeline.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(audit_log.c.ma_lk, audit_log.c.detail).where(
+                    audit_log.c.event == "signed", audit_log.c.version_id.in_(found.version_ids)
+                )
+            ).all()
+        return {row.ma_lk: json.loads(row.detail)["revocation"] for row in rows}
+
+    def kept(self) -> list[str]:
+        with self.pipeline.engine.connect() as conn:
+            return list(conn.execute(sa.select(revocation_answers.c.sha256)).scalars())
+
+
+@pytest.fixture
+def ca_services(pki: PkiSet) -> Iterator[CaServices]:
+    with serve_ca(pki.ca, Clock()) as services:
+        yield services
+
+
+@pytest.fixture
+def served(ca_services: CaServices, monkeypatch: pytest.MonkeyPatch) -> Served:
+    return record_served(ca_services, monkeypatch)
+
+
+@pytest.fixture
+def make_worker(pg_ledger: Engine, tmp_path: Path) -> Iterator[Any]:
+    built: list[Pipeline] = []
+
+    def make(files: TestPkiFiles, name: str = "data") -> Worker:
+        data_dir = tmp_path / name
+        settings = load_settings(
+            data_dir=data_dir,
+            ledger={"database_url": pg_ledger.url.render_as_string(hide_password=False)},
+            signer=file_settings(files),
+            delivery={"submit_concurrency": 1},
+        )
+        source, gateway = FakeSource(), FakeGateway()
+        # The production wiring, signer and its revocation guard included; the HIS and gateway are stand-ins.
+        pipeline = dataclasses.replace(
+            build_pipeline(settings),
+            source_factory=lambda: source,
+            gateways_factory=lambda: {"bhxh": gateway},
+        )
+        built.append(pipeline)
+        return Worker(pipeline, source, data_dir)
+
+    yield make
+    for pipeline in built:
+        pipeline.engine.dispose()
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run ``vneid-sync`` on a worker's ledger and key ring, as an inspector would; returns (code, out, err)."""
+
+    def run(worker: Worker, *args: str) -> tuple[int, str, str]:
+        for name in list(os.environ):
+            if name.startswith("VNEID_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("VNEID_DATA_DIR", str(worker.data_dir))  # the evidence key generated there
+        monkeypatch.setenv(
+            "VNEID_LEDGER__DATABASE_URL", worker.pipeline.engine.url.render_as_string(hide_password=False)
+        )
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def openssl() -> str:
+    """The openssl binary: an inspector's tool, so the export is proven against it, never skipped."""
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.fail("openssl is not on PATH (apt-get install openssl): the export must be checked with it")
+    return path
+
+
+def run_openssl(*args: str) -> str:
+    done = subprocess.run([openssl(), *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"openssl {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_the_exported_ocsp_response_is_the_one_the_responder_served(
+    make_worker: Any, ca_services: CaServices, served: Served, cli: Any, tmp_path: Path
+) -> None:
+    files = key_naming(ca_services, tmp_path / "pki")
+    worker: Worker = make_worker(files)
+    first = worker.run("5101", "5102", "5103")
+    second = worker.run("5104", "5105")  # the next batch: the cached answer, not asked again
+    assert ca_services.requests == {OCSP_PATH: 1}
+    [der] = served.ocsp
+    sha256 = hashlib.sha256(der).hexdigest()
+    assert {record["answer_sha256"] for record in (first | second).values()} == {sha256}
+    assert worker.kept() == [sha256]  # one row for five versions and two batches
+
+    ma_lk = next(iter(first))
+    code, out, _ = cli(worker, "evidence", "show", ma_lk, "--out", str(tmp_path / "signed.xml"))
+    assert code == 0
+    assert f"CA's signed answer: OCSP response sha256 {sha256} ({len(der)} bytes)" in out
+    assert f"vneid-sync evidence revocation-answer {sha256} --out FILE" in out
+
+    exported = tmp_path / "answer.der"
+    code, out, err = cli(worker, "evidence", "revocation-answer", sha256, "--out", str(exported))
+    assert (code, err) == (0, "")
+    assert f"OCSP response from {ca_services.ocsp_url}" in out
+    assert exported.read_bytes() == der
+    response = ocsp.load_der_ocsp_response(exported.read_bytes())
+    assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.serial_number == files.hospital.certificate.serial_number
+    assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert response.this_update_utc.isoformat() == first[ma_lk]["this_update"]
+
+    text = run_openssl("ocsp", "-respin", str(exported), "-text", "-noverify")
+    assert "OCSP Response Status: successful" in text
+    assert "Cert Status: good" in text
+    serial = f"0x{files.hospital.certificate.serial_number:x}"  # cert_serial of the signed event (the docs)
+    ca = str(files.ca_certificate)
+    # -no_nonce: the nonce was the worker's request's; openssl would compare it with one of its own.
+    checked = run_openssl(
+        "ocsp", "-respin", str(exported), "-issuer", ca, "-CAfile", ca, "-serial", serial, "-no_nonce"
+    )
+    assert "Response verify OK" in checked  # the CA's signature, checked by the inspector's own tool
+    assert f"{serial}: good" in checked
+
+    code, _, err = cli(worker, "evidence", "revocation-answer", sha256, "--out", str(exported))
+    assert code == 1
+    assert "exists: evidence is never written over a file" in err
+
+
+def test_the_exported_crl_is_the_one_the_ca_published(
+    make_worker: Any, ca_services: CaServices, served: Served, cli: Any, tmp_path: Path
+) -> None:
+    ca_services.ocsp_http_status = 503  # the responder is down: the status comes from the CRL
+    files = key_naming(ca_services, tmp_path / "pki")
+    worker: Worker = make_worker(files)
+    [record] = worker.run("5201").values()
+    [der] = served.crl
+    assert (record["source"], record["answer_sha256"]) == ("crl", hashlib.sha256(der).hexdigest())
+    assert ca_services.requests[CRL_PATH] == 1
+
+    exported = tmp_path / "ca.crl"
+    code, out, _ = cli(
+        worker, "evidence", "revocation-answer", record["answer_sha256"], "--out", str(exported)
+    )
+    assert code == 0
+    assert f"read it: openssl crl -inform DER -in {exported} -text -noout" in out
+    assert exported.read_bytes() == der
+    assert x509.load_der_x509_crl(der).is_signature_valid(files.ca.certificate.public_key())  # type: ignore[arg-type]
+    ca = str(files.ca_certificate)
+    assert "verify OK" in run_openssl("crl", "-inform", "DER", "-in", str(exported), "-CAfile", ca, "-noout")
+
+
+def test_nothing_to_export_when_no_source_answered_or_the_hash_is_unknown(
+    make_worker: Any, ca_services: CaServices, cli: Any, tmp_path: Path
+) -> None:
+    worker: Worker = make_worker(key_naming(ca_services, tmp_path / "down", reachable=False))
+    [(ma_lk, record)] = worker.run("5301").items()
+    assert record["state"] == "unknown"
+    assert "answer_sha256" not in record
+    assert worker.kept() == []
+    code, out, _ = cli(worker, "evidence", "show", ma_lk, "--out", str(tmp_path / "signed.xml"))
+    assert code == 0
+    assert "revocation status when signed: unknown" in out
+    assert "CA's signed answer" not in out  # nothing was answered, so nothing is claimed to be kept
+
+    code, _, err = cli(worker, "evidence", "revocation-answer", "ab" * 32, "--out", str(tmp_path / "x.der"))
+    assert (code, err.strip()) == (1, f"error: no revocation answer with SHA-256 {'ab' * 32} in the ledger")
+    code, _, err = cli(
+        worker, "evidence", "revocation-answer", "not-a-hash", "--out", str(tmp_path / "y.der")
+    )
+    assert code == 1
+    assert "is not a SHA-256" in err
+    assert not (tmp_path / "x.der").exists()
+
+
+def signed_with(worker: Worker, his_key: str, answer: RevocationAnswer | None) -> str:
+    """A version recorded as signed under a good OCSP status, through the repository; returns its MA_LK."""
+    document = f"<GIAMDINHHS><MA_LK>{his_key}</MA_LK></GIAMDINHHS>".encode()
+    digest = hashlib.sha256(document).hexdigest()
+    with worker.pipeline.engine.begin() as conn:
+        ref = EncounterRef(his_key=his_key, completed_at=T0, changed_at=T0)
+        [item] = repo.read_items(conn, repo.register_refs(conn, [ref], facility_code="79999").version_ids)
+        repo.record_built(conn, item, content_hash=digest, tables=["XML1"], warnings=[])
+        [item] = repo.read_items(conn, [item.version_id])
+        status: dict[str, object] = {
+            "policy": "warn",
+            "state": "good",
+            "source": "ocsp",
+            "url": "http://ca/ocsp",
+        }
+        signed = repo.Signed(item, document, digest, revocation=status, revocation_answer=answer)
+        repo.record_signed_many(conn, [signed], cert_serial="ab", keys=worker.pipeline.evidence_keys)
+    return item.ma_lk
+
+
+def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
+    make_worker: Any, ca_services: CaServices, cli: Any, tmp_path: Path
+) -> None:
+    worker: Worker = make_worker(key_naming(ca_services, tmp_path / "pki"))
+    before = signed_with(worker, "5401", None)  # as every version signed before revision 0004
+    der = b"\x30\x03\x0a\x01\x00"  # what the test needs is a kept row, not a real response
+    answer = RevocationAnswer(sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der,
+                              url="http://ca/ocsp", this_update=T0, next_update=None)  # fmt: skip
+    lost = signed_with(worker, "5402", answer)
+    with worker.pipeline.engine.begin() as conn:
+        conn.execute(sa.delete(revocation_answers))  # a table restored from an older dump, say
+    code, out, _ = cli(worker, "evidence", "show", before, "--out", str(tmp_path / "before.xml"))
+    assert code == 0
+    assert "CA's signed answer: not kept (signed before revocation answers were kept, revision 0004)" in out
+    code, out, _ = cli(worker, "evidence", "show", lost, "--out", str(tmp_path / "lost.xml"))
+    assert code == 0
+    assert f"CA's signed answer sha256 {answer.sha256}: MISSING from the ledger" in out
