@@ -86,7 +86,12 @@ def keep(conn: sa.Connection, answers: Iterable[RevocationAnswer], *, now: datet
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(revocation_answers).on_conflict_do_nothing(index_elements=["sha256"])
+    # preserve_rowcount: SQLAlchemy reads the count of an INSERT only when asked (else -1 on psycopg).
+    statement = (
+        dialect.insert(revocation_answers)
+        .on_conflict_do_nothing(index_elements=["sha256"])
+        .execution_options(preserve_rowcount=True)
+    )
     written = 0
     for row in rows:  # one at a time: a CRL row is megabytes, no need to build one statement of several
         written += conn.execute(statement, row).rowcount

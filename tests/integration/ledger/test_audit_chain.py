@@ -5,15 +5,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from tests.integration.ledger.append_only import append_only_lifted
 from worker.ledger import audit
 from worker.ledger.audit import AuditEvent
 from worker.ledger.schema import audit_log
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest) -> Engine:
-    engine: Engine = request.getfixturevalue("sqlite_ledger" if request.param == "sqlite" else "pg_ledger")
-    return engine
 
 
 def _append(engine: Engine, count: int) -> None:
@@ -44,29 +39,13 @@ def test_database_refuses_updates_and_deletes(ledger: Engine) -> None:
         conn.execute(sa.delete(audit_log))
 
 
-def _disable_guard(conn: sa.Connection) -> None:
-    """What an attacker with admin rights on the database would do first."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
-    else:
-        conn.exec_driver_sql("DROP TRIGGER audit_log_no_update")
-        conn.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
-
-
-def _restore_guard(conn: sa.Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
-
-
 def test_edited_row_is_named(ledger: Engine) -> None:
     _append(ledger, 6)
-    with ledger.begin() as conn:
-        _disable_guard(conn)
+    with ledger.begin() as conn, append_only_lifted(conn, "audit_log"):
         target = conn.execute(
             sa.select(audit_log.c.id).order_by(audit_log.c.id).offset(3).limit(1)
         ).scalar_one()
         conn.execute(sa.update(audit_log).where(audit_log.c.id == target).values(ma_ket_qua="500"))
-        _restore_guard(conn)
     with ledger.connect() as conn:
         report = audit.verify_chain(conn)
     assert not report.ok
@@ -76,11 +55,9 @@ def test_edited_row_is_named(ledger: Engine) -> None:
 
 def test_deleted_row_breaks_the_link_of_the_next(ledger: Engine) -> None:
     _append(ledger, 6)
-    with ledger.begin() as conn:
-        _disable_guard(conn)
+    with ledger.begin() as conn, append_only_lifted(conn, "audit_log"):
         ids = conn.execute(sa.select(audit_log.c.id).order_by(audit_log.c.id)).scalars().all()
         conn.execute(sa.delete(audit_log).where(audit_log.c.id == ids[2]))
-        _restore_guard(conn)
     with ledger.connect() as conn:
         report = audit.verify_chain(conn)
     assert not report.ok
@@ -91,8 +68,7 @@ def test_deleted_row_breaks_the_link_of_the_next(ledger: Engine) -> None:
 def test_rehashed_forgery_is_still_detected(ledger: Engine) -> None:
     """Editing a row and recomputing its own hash breaks the next row's link."""
     _append(ledger, 4)
-    with ledger.begin() as conn:
-        _disable_guard(conn)
+    with ledger.begin() as conn, append_only_lifted(conn, "audit_log"):
         rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.id)).mappings().all()
         forged = dict(rows[1]) | {"ma_ket_qua": "403"}
         conn.execute(
@@ -100,7 +76,6 @@ def test_rehashed_forgery_is_still_detected(ledger: Engine) -> None:
             .where(audit_log.c.id == forged["id"])
             .values(ma_ket_qua="403", row_hash=audit.row_hash(forged["prev_hash"], forged))
         )
-        _restore_guard(conn)
     with ledger.connect() as conn:
         report = audit.verify_chain(conn)
     assert not report.ok
@@ -116,10 +91,8 @@ def test_cli_audit_verify_exit_codes(
     _append(pg_ledger, 3)
     assert main(["audit", "verify"]) == 0
     assert "intact: 3 rows" in capsys.readouterr().out
-    with pg_ledger.begin() as conn:
-        _disable_guard(conn)
+    with pg_ledger.begin() as conn, append_only_lifted(conn, "audit_log"):
         first = conn.execute(sa.select(sa.func.min(audit_log.c.id))).scalar_one()
         conn.execute(sa.update(audit_log).where(audit_log.c.id == first).values(event="accepted"))
-        _restore_guard(conn)
     assert main(["audit", "verify"]) == 1
     assert f"broken at row {first}" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The CA's signed answers (OCSP responses, CRLs) signed versions relied on, kept in ``revocation_answers`` on
 SQLite and PostgreSQL: once per distinct answer, in the transaction that records the signed versions, named
 by SHA-256 in their ``signed`` audit events, compressed, idempotent across batches and racing processes;
-revision 0004 builds exactly the schema module and refuses to downgrade over kept answers."""
+revision 0004 builds exactly the schema module and refuses to downgrade over kept answers; revision 0005 makes
+the table append-only (UPDATE and DELETE refused by the database, INSERT still allowed)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from adapters.signers.testpki import (
     Issued,
@@ -29,6 +31,7 @@ from adapters.signers.testpki import (
     issue_signing_certificate,
     ocsp_response,
 )
+from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.ledger.evidence_support import FACILITY, signed_file
 from worker.ledger import audit, migrate, revocation_answers
 from worker.ledger import repository as repo
@@ -41,12 +44,6 @@ from worker.ports import EncounterRef
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 KEYS = EvidenceKeys.generate()
-
-
-@pytest.fixture(params=["sqlite_ledger", "pg_ledger"])
-def ledger(request: pytest.FixtureRequest) -> Engine:
-    engine: Engine = request.getfixturevalue(request.param)
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +231,7 @@ def test_an_answer_whose_bytes_do_not_match_its_hash_is_refused_and_found_on_rea
         record(conn, [signed_under(item, forged)])
     with ledger.begin() as conn:
         record(conn, [signed_under(other, answer)])
+    with ledger.begin() as conn, append_only_lifted(conn, "revocation_answers"):
         conn.execute(sa.update(answers_table).values(der=zlib.compress(crl_answer(ca).der)))  # edited later
     with ledger.connect() as conn, pytest.raises(RevocationAnswerCorruptError, match="do not hash"):
         revocation_answers.read(conn, answer.sha256)
@@ -260,10 +258,15 @@ def test_revision_0004_downgrades_only_while_no_answer_is_kept(sqlite_ledger: En
     [item] = built(sqlite_ledger, "6001")
     with sqlite_ledger.begin() as conn:
         record(conn, [signed_under(item, ocsp_answer(ca))])
-    with sqlite_ledger.begin() as conn:
-        config.attributes["connection"] = conn
-        with pytest.raises(RuntimeError, match="1 revocation answers are kept"):
+
+    def downgrade_to_0003() -> None:
+        # One transaction for the whole downgrade: revision 0005's step, before the refusal, is rolled back too.
+        with sqlite_ledger.begin() as conn:
+            config.attributes["connection"] = conn
             command.downgrade(config, "0003")
+
+    with pytest.raises(RuntimeError, match="1 revocation answers are kept"):
+        downgrade_to_0003()
     assert migrate.is_up_to_date(sqlite_ledger)
     assert len(kept_rows(sqlite_ledger)) == 1
 
@@ -280,3 +283,49 @@ def test_the_crl_entries_survive_the_round_trip(ledger: Engine, ca: Issued) -> N
     crl = x509.load_der_x509_crl(kept.der)
     assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
     assert len(crl) == 50
+
+
+def test_kept_answers_refuse_update_and_delete_and_new_answers_are_still_kept(
+    ledger: Engine, ca: Issued
+) -> None:
+    kept, new = ocsp_answer(ca), crl_answer(ca)
+    [first, second] = built(ledger, "8301", "8302")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(first, kept)])
+    with pytest.raises(DBAPIError, match="revocation_answers is append-only"), ledger.begin() as conn:
+        conn.execute(sa.update(answers_table).values(der=zlib.compress(new.der)))
+    with pytest.raises(DBAPIError, match="revocation_answers is append-only"), ledger.begin() as conn:
+        conn.execute(sa.delete(answers_table).where(answers_table.c.sha256 == kept.sha256))
+    with ledger.begin() as conn:
+        record(conn, [signed_under(second, new)])  # INSERT is what keep() does: still allowed
+    rows = kept_rows(ledger)
+    assert set(rows) == {kept.sha256, new.sha256}
+    assert zlib.decompress(rows[kept.sha256].der) == kept.der
+    with ledger.connect() as conn:
+        assert audit.verify_chain(conn).ok
+
+
+def test_revision_0005_downgrade_lifts_the_refusal_and_upgrade_restores_it(
+    ledger: Engine, ca: Issued
+) -> None:
+    """On both dialects, in one transaction rolled back at the end: the session's PostgreSQL ledger stays at
+    head whatever happens here."""
+    [item] = built(ledger, "8401")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(item, ocsp_answer(ca))])
+    config = migrate.alembic_config(ledger.url.render_as_string(hide_password=False))
+    with ledger.connect() as conn, conn.begin() as transaction:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+        conn.execute(sa.update(answers_table).values(url="http://edited.test/ocsp"))  # no trigger left
+        conn.execute(sa.delete(answers_table))
+        command.upgrade(config, "head")  # CREATE FUNCTION again: the downgrade dropped it too
+        assert revocation_answers.keep(conn, [ocsp_answer(ca)], now=NOW) == 1  # INSERT: allowed
+        for refused in (sa.update(answers_table).values(url="http://edited.test/"), sa.delete(answers_table)):
+            with pytest.raises(DBAPIError, match="revocation_answers is append-only"), conn.begin_nested():
+                conn.execute(refused)
+        transaction.rollback()
+    assert migrate.is_up_to_date(ledger)
+    assert len(kept_rows(ledger)) == 1
+    with pytest.raises(DBAPIError, match="append-only"), ledger.begin() as conn:
+        conn.execute(sa.delete(answers_table))

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from adapters.signers.testpki import TestPkiFiles
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSource
+from tests.integration.ledger.append_only import append_only_lifted
 from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, key_naming, serve_ca
 from tests.unit.signers.served_answers import Served, record_served
 from tests.unit.signers.support import PkiSet, file_settings
@@ -262,7 +263,7 @@ def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
     answer = RevocationAnswer(sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der,
                               url="http://ca/ocsp", this_update=T0, next_update=None)  # fmt: skip
     lost = signed_with(worker, "5402", answer)
-    with worker.pipeline.engine.begin() as conn:
+    with worker.pipeline.engine.begin() as conn, append_only_lifted(conn, "revocation_answers"):
         conn.execute(sa.delete(revocation_answers))  # a table restored from an older dump, say
     code, out, _ = cli(worker, "evidence", "show", before, "--out", str(tmp_path / "before.xml"))
     assert code == 0
