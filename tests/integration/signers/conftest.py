@@ -5,6 +5,8 @@
   (``adapters.signers.pkcs11.provision``), so no opensc/pkcs11-tool is needed.
 - ``remote``: the reference hash-signing server over HTTP on 127.0.0.1, one per key size.
 - ``source_signer``: a signer built through the registry for every (key source, key size).
+- ``ca_services``, ``served`` (the test CA on 127.0.0.1 and what it served), ``make_worker`` and ``cli`` (the
+  worker as bootstrap wires it, and the CLI on its ledger): for the revocation tests.
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from adapters.signers.pkcs11.provision import import_key_and_certificate
 from adapters.signers.registry import create_signer
 from adapters.signers.remote.reference_server import ReferenceSigningServer, start_reference_server
 from adapters.signers.xmldsig import EnvelopedSigner
+from tests.integration.signers.worker_support import cli, make_worker
 from tests.services import require_binary, unavailable
+from tests.unit.signers.revocation_support import ca_services
+from tests.unit.signers.served_answers import served
 from tests.unit.signers.support import KEY_SIZES, PkiSet, checkin, envelope, file_settings, pki
 from worker.config import SignerSettings
 
-__all__ = ["checkin", "envelope", "pki"]  # fixtures from support, re-exported for pytest
+# Fixtures from the support modules, re-exported for pytest.
+__all__ = ["ca_services", "checkin", "cli", "envelope", "make_worker", "pki", "served"]
 
 SOFTHSM_MODULES = (
     Path("/usr/lib/softhsm/libsofthsm2.so"),

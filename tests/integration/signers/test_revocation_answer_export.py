@@ -6,14 +6,9 @@ served; ``cryptography`` and ``openssl`` read it and verify the CA's signature o
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-import os
 import shutil
 import subprocess
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,110 +16,20 @@ import pytest
 import sqlalchemy as sa
 from cryptography import x509
 from cryptography.x509 import ocsp
-from sqlalchemy.engine import Engine
 
-from adapters.signers.testpki import TestPkiFiles
-from tests.factories import encounter
-from tests.fakes import FakeGateway, FakeSource
 from tests.integration.ledger.append_only import append_only_lifted
-from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, key_naming, serve_ca
-from tests.unit.signers.served_answers import Served, record_served
-from tests.unit.signers.support import PkiSet, file_settings
-from worker.bootstrap import build_pipeline
-from worker.cli.app import main
-from worker.config import load_settings
+from tests.integration.signers.worker_support import T0, Cli, MakeWorker, SignedEvent, Worker
+from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, key_naming
+from tests.unit.signers.served_answers import Served
 from worker.ledger import repository as repo
 from worker.ledger.revocation_answers import RevocationAnswer
-from worker.ledger.schema import audit_log, revocation_answers
-from worker.pipeline import delivery, discovery
-from worker.pipeline.context import Pipeline
+from worker.ledger.schema import revocation_answers
 from worker.ports import EncounterRef
-from worker.synthetic import Kind
-
-T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
 
-@dataclasses.dataclass
-class Worker:
-    pipeline: Pipeline
-    source: FakeSource
-    data_dir: Path
-
-    def run(self, *his_keys: str) -> dict[str, dict[str, Any]]:
-        """Discover, build, sign and send these visits; MA_LK → the revocation part of its signed event."""
-        for key in his_keys:
-            self.source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=key), T0)
-        found = discovery.discover(self.pipeline)
-        delivery.process_versions(self.pipeline, found.version_ids, owner="test")
-        with self.pipeline.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(audit_log.c.ma_lk, audit_log.c.detail).where(
-                    audit_log.c.event == "signed", audit_log.c.version_id.in_(found.version_ids)
-                )
-            ).all()
-        return {row.ma_lk: json.loads(row.detail)["revocation"] for row in rows}
-
-    def kept(self) -> list[str]:
-        with self.pipeline.engine.connect() as conn:
-            return list(conn.execute(sa.select(revocation_answers.c.sha256)).scalars())
-
-
-@pytest.fixture
-def ca_services(pki: PkiSet) -> Iterator[CaServices]:
-    with serve_ca(pki.ca, Clock()) as services:
-        yield services
-
-
-@pytest.fixture
-def served(ca_services: CaServices, monkeypatch: pytest.MonkeyPatch) -> Served:
-    return record_served(ca_services, monkeypatch)
-
-
-@pytest.fixture
-def make_worker(pg_ledger: Engine, tmp_path: Path) -> Iterator[Any]:
-    built: list[Pipeline] = []
-
-    def make(files: TestPkiFiles, name: str = "data") -> Worker:
-        data_dir = tmp_path / name
-        settings = load_settings(
-            data_dir=data_dir,
-            ledger={"database_url": pg_ledger.url.render_as_string(hide_password=False)},
-            signer=file_settings(files),
-            delivery={"submit_concurrency": 1},
-        )
-        source, gateway = FakeSource(), FakeGateway()
-        # The production wiring, signer and its revocation guard included; the HIS and gateway are stand-ins.
-        pipeline = dataclasses.replace(
-            build_pipeline(settings),
-            source_factory=lambda: source,
-            gateways_factory=lambda: {"bhxh": gateway},
-        )
-        built.append(pipeline)
-        return Worker(pipeline, source, data_dir)
-
-    yield make
-    for pipeline in built:
-        pipeline.engine.dispose()
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``vneid-sync`` on a worker's ledger and key ring, as an inspector would; returns (code, out, err)."""
-
-    def run(worker: Worker, *args: str) -> tuple[int, str, str]:
-        for name in list(os.environ):
-            if name.startswith("VNEID_"):
-                monkeypatch.delenv(name)
-        monkeypatch.setenv("VNEID_DATA_DIR", str(worker.data_dir))  # the evidence key generated there
-        monkeypatch.setenv(
-            "VNEID_LEDGER__DATABASE_URL", worker.pipeline.engine.url.render_as_string(hide_password=False)
-        )
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def revocation_of(signed: list[SignedEvent]) -> dict[str, dict[str, Any]]:
+    """MA_LK → the revocation part of its signed event."""
+    return {event.ma_lk: event.revocation for event in signed}
 
 
 def openssl() -> str:
@@ -142,17 +47,17 @@ def run_openssl(*args: str) -> str:
 
 
 def test_the_exported_ocsp_response_is_the_one_the_responder_served(
-    make_worker: Any, ca_services: CaServices, served: Served, cli: Any, tmp_path: Path
+    make_worker: MakeWorker, ca_services: CaServices, served: Served, cli: Cli, tmp_path: Path
 ) -> None:
     files = key_naming(ca_services, tmp_path / "pki")
-    worker: Worker = make_worker(files)
-    first = worker.run("5101", "5102", "5103")
-    second = worker.run("5104", "5105")  # the next batch: the cached answer, not asked again
+    worker = make_worker(files)
+    first = revocation_of(worker.sign("5101", "5102", "5103"))
+    second = revocation_of(worker.sign("5104", "5105"))  # the next batch: the cached answer, not asked again
     assert ca_services.requests == {OCSP_PATH: 1}
     [der] = served.ocsp
     sha256 = hashlib.sha256(der).hexdigest()
     assert {record["answer_sha256"] for record in (first | second).values()} == {sha256}
-    assert worker.kept() == [sha256]  # one row for five versions and two batches
+    assert worker.kept_answers() == [sha256]  # one row for five versions and two batches
 
     ma_lk = next(iter(first))
     code, out, _ = cli(worker, "evidence", "show", ma_lk, "--out", str(tmp_path / "signed.xml"))
@@ -189,12 +94,12 @@ def test_the_exported_ocsp_response_is_the_one_the_responder_served(
 
 
 def test_the_exported_crl_is_the_one_the_ca_published(
-    make_worker: Any, ca_services: CaServices, served: Served, cli: Any, tmp_path: Path
+    make_worker: MakeWorker, ca_services: CaServices, served: Served, cli: Cli, tmp_path: Path
 ) -> None:
     ca_services.ocsp_http_status = 503  # the responder is down: the status comes from the CRL
     files = key_naming(ca_services, tmp_path / "pki")
-    worker: Worker = make_worker(files)
-    [record] = worker.run("5201").values()
+    worker = make_worker(files)
+    [record] = revocation_of(worker.sign("5201")).values()
     [der] = served.crl
     assert (record["source"], record["answer_sha256"]) == ("crl", hashlib.sha256(der).hexdigest())
     assert ca_services.requests[CRL_PATH] == 1
@@ -212,13 +117,13 @@ def test_the_exported_crl_is_the_one_the_ca_published(
 
 
 def test_nothing_to_export_when_no_source_answered_or_the_hash_is_unknown(
-    make_worker: Any, ca_services: CaServices, cli: Any, tmp_path: Path
+    make_worker: MakeWorker, ca_services: CaServices, cli: Cli, tmp_path: Path
 ) -> None:
-    worker: Worker = make_worker(key_naming(ca_services, tmp_path / "down", reachable=False))
-    [(ma_lk, record)] = worker.run("5301").items()
+    worker = make_worker(key_naming(ca_services, tmp_path / "down", reachable=False))
+    [(ma_lk, record)] = revocation_of(worker.sign("5301")).items()
     assert record["state"] == "unknown"
     assert "answer_sha256" not in record
-    assert worker.kept() == []
+    assert worker.kept_answers() == []
     code, out, _ = cli(worker, "evidence", "show", ma_lk, "--out", str(tmp_path / "signed.xml"))
     assert code == 0
     assert "revocation status when signed: unknown" in out
@@ -234,8 +139,8 @@ def test_nothing_to_export_when_no_source_answered_or_the_hash_is_unknown(
     assert not (tmp_path / "x.der").exists()
 
 
-def signed_with(worker: Worker, his_key: str, answer: RevocationAnswer | None) -> str:
-    """A version recorded as signed under a good OCSP status, through the repository; returns its MA_LK."""
+def signed_with(worker: Worker, his_key: str, answer: RevocationAnswer | None) -> repo.WorkItem:
+    """A version recorded as signed under a good OCSP status, through the repository."""
     document = f"<GIAMDINHHS><MA_LK>{his_key}</MA_LK></GIAMDINHHS>".encode()
     digest = hashlib.sha256(document).hexdigest()
     with worker.pipeline.engine.begin() as conn:
@@ -251,13 +156,13 @@ def signed_with(worker: Worker, his_key: str, answer: RevocationAnswer | None) -
         }
         signed = repo.Signed(item, document, digest, revocation=status, revocation_answer=answer)
         repo.record_signed_many(conn, [signed], cert_serial="ab", keys=worker.pipeline.evidence_keys)
-    return item.ma_lk
+    return item
 
 
 def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
-    make_worker: Any, ca_services: CaServices, cli: Any, tmp_path: Path
+    make_worker: MakeWorker, ca_services: CaServices, cli: Cli, tmp_path: Path
 ) -> None:
-    worker: Worker = make_worker(key_naming(ca_services, tmp_path / "pki"))
+    worker = make_worker(key_naming(ca_services, tmp_path / "pki"))
     before = signed_with(worker, "5401", None)  # as every version signed before revision 0004
     der = b"\x30\x03\x0a\x01\x00"  # what the test needs is a kept row, not a real response
     answer = RevocationAnswer(sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der,
@@ -265,9 +170,9 @@ def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
     lost = signed_with(worker, "5402", answer)
     with worker.pipeline.engine.begin() as conn, append_only_lifted(conn, "revocation_answers"):
         conn.execute(sa.delete(revocation_answers))  # a table restored from an older dump, say
-    code, out, _ = cli(worker, "evidence", "show", before, "--out", str(tmp_path / "before.xml"))
+    code, out, _ = cli(worker, "evidence", "show", before.ma_lk, "--out", str(tmp_path / "before.xml"))
     assert code == 0
     assert "CA's signed answer: not kept (signed before revocation answers were kept, revision 0004)" in out
-    code, out, _ = cli(worker, "evidence", "show", lost, "--out", str(tmp_path / "lost.xml"))
+    code, out, _ = cli(worker, "evidence", "show", lost.ma_lk, "--out", str(tmp_path / "lost.xml"))
     assert code == 0
     assert f"CA's signed answer sha256 {answer.sha256}: MISSING from the ledger" in out

@@ -1,5 +1,6 @@
 """Shared by the monitoring tests: ledger rows built through the repository, a webhook receiver, a scraper,
-a minimal SMTP sink (aiosmtpd is not installed) and certificates with chosen validity periods."""
+a minimal SMTP sink (aiosmtpd is not installed), certificates with chosen validity periods and the monitoring
+commands as a typer app."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import IO, Any
 
 import httpx
 import sqlalchemy as sa
+import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
+from worker.cli import monitor_cmd
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys, encode_key, new_key
 from worker.ledger.repository import AttemptResult, WorkItem
@@ -129,6 +132,21 @@ def encounter_state(engine: Engine, ma_lk: str) -> str:
         return str(
             conn.execute(sa.select(encounters.c.state).where(encounters.c.ma_lk == ma_lk)).scalar_one()
         )
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def monitor_cli() -> typer.Typer:
+    """The monitoring commands (``health``, ``metrics``, ``alerts``) alone, for ``CliRunner``."""
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """No options of its own: the commands are its subcommands, as under ``vneid-sync``."""
+
+    monitor_cmd.register(app)
+    return app
 
 
 # ------------------------------------------------------------------------------------------ scraping

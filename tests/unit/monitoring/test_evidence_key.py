@@ -8,15 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import typer
 from cryptography import x509
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
-from tests.unit.monitoring.support import EVIDENCE_KEY, visit_in_state, webhook_receiver
+from tests.unit.monitoring.support import EVIDENCE_KEY, monitor_cli, visit_in_state, webhook_receiver
 from worker import alerts, health
-from worker.cli import monitor_cmd
 from worker.config import Settings, load_settings
 from worker.health import Status
 from worker.ledger.evidence_crypto import encode_key, key_id, new_key, write_key_file
@@ -149,17 +147,6 @@ def test_generated_key_warns_and_a_lost_one_fails_once_evidence_exists(
     )
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        pass
-
-    monitor_cmd.register(app)
-    return app
-
-
 def test_health_command_fails_on_a_key_file_that_holds_no_key(sqlite_ledger: Engine, tmp_path: Path) -> None:
     """Through the command: the key file is read at start (its text is no key yet), the check says why."""
     key_file = tmp_path / "evidence-key"
@@ -171,13 +158,13 @@ def test_health_command_fails_on_a_key_file_that_holds_no_key(sqlite_ledger: Eng
         "COLUMNS": "200",
     }
     skip = [arg for name in ("his", "broker", "gateway", "certificate") for arg in ("--skip", name)]
-    result = CliRunner().invoke(_cli(), ["health", *skip], env=env)
+    result = CliRunner().invoke(monitor_cli(), ["health", *skip], env=env)
     assert result.exit_code == 2, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["OK", "ledger"]
     assert lines[1].startswith("FAIL  evidence key")
     assert f"{key_file}: key 1 is not base64" in lines[1]
-    skipped = CliRunner().invoke(_cli(), ["health", *skip, "--skip", "evidence"], env=env)
+    skipped = CliRunner().invoke(monitor_cli(), ["health", *skip, "--skip", "evidence"], env=env)
     assert skipped.exit_code == 0, skipped.output
 
 

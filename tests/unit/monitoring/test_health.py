@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import typer
 from typer.testing import CliRunner
 
 from adapters.gateway.simulator import running_simulator
 from adapters.signers.testpki import create_test_pki
+from tests.unit.monitoring.support import monitor_cli
 from worker import health
-from worker.cli import monitor_cmd
 from worker.config import DestinationSettings, Settings, SignerSettings, load_settings
 from worker.health import CheckResult, Status
 from worker.ledger.evidence_crypto import new_key, write_key_file
@@ -285,17 +284,6 @@ def test_unknown_check_name_is_refused() -> None:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def _cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        pass
-
-    monitor_cmd.register(app)
-    return app
-
-
 def test_health_command_exit_codes(
     tmp_path: Path, sqlite_ledger: sa.Engine, pki: dict[str, SignerSettings]
 ) -> None:
@@ -323,7 +311,7 @@ def test_health_command_exit_codes(
             "VNEID_SIGNER__PASSPHRASE": signer.passphrase.get_secret_value(),
             "COLUMNS": "200",
         }
-        ok = runner.invoke(_cli(), ["health"], env=env)
+        ok = runner.invoke(monitor_cli(), ["health"], env=env)
         assert ok.exit_code == 0, ok.output
         lines = ok.stdout.strip().splitlines()  # logs go to stderr
         assert [line.split()[0] for line in lines] == ["OK"] * 7, ok.stdout
@@ -336,11 +324,13 @@ def test_health_command_exit_codes(
             "VNEID_SIGNER__KEY_FILE": str(soon.key_file),
             "VNEID_SIGNER__PASSPHRASE": soon.passphrase.get_secret_value(),
         }
-        assert runner.invoke(_cli(), ["health", "--skip", "his"], env=warn_env).exit_code == 0
-        assert runner.invoke(_cli(), ["health", "--skip", "his", "--strict"], env=warn_env).exit_code == 1
+        assert runner.invoke(monitor_cli(), ["health", "--skip", "his"], env=warn_env).exit_code == 0
+        assert (
+            runner.invoke(monitor_cli(), ["health", "--skip", "his", "--strict"], env=warn_env).exit_code == 1
+        )
 
     down = runner.invoke(
-        _cli(), ["health", "--skip", "his", "--skip", "certificate"], env=env
+        monitor_cli(), ["health", "--skip", "his", "--skip", "certificate"], env=env
     )  # simulator gone
     assert down.exit_code == 2
     assert "FAIL  gateway token (bhxh)" in down.stdout

@@ -3,6 +3,8 @@
 The answers are made by ``adapters.signers.testpki`` and signed like a CA's; what the server does wrong is
 switched per test (a forged signer, a stale answer, a wrong nonce, a down service). Every request is counted
 by path, so tests can prove what was (not) asked. Time comes from a ``Clock`` shared with the checker.
+``ca_services`` is the fixture of one test's CA (re-exported by the signers' conftests); ``guarded`` puts a fake
+signer behind the real revocation guard, checking against it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
+from adapters.signers.revocation import (
+    RevocationChecker,
+    RevocationConfig,
+    RevocationGuardedSigner,
+    RevocationPolicy,
+)
 from adapters.signers.testpki import (
     Issued,
     RevokedEntry,
@@ -32,10 +41,14 @@ from adapters.signers.testpki import (
     ocsp_error_response,
     ocsp_response,
 )
+from tests.fakes import FakeSigner
+from tests.unit.signers.support import PkiSet
 
 OCSP_PATH = "/ocsp"
 CRL_PATH = "/ca.crl"
 CA_ISSUERS_PATH = "/ca.cer"
+#: What the guarded fake signers sign: the revocation guard does not look at the document.
+UNSIGNED = b"<GIAMDINHHS><CHUKYDONVI/></GIAMDINHHS>"
 
 
 @dataclass
@@ -209,6 +222,30 @@ def serve_ca(ca: Issued, clock: Clock) -> Iterator[CaServices]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def ca_services(pki: PkiSet) -> Iterator[CaServices]:
+    """The test PKI's CA serving OCSP, CRL and caIssuers on 127.0.0.1 for one test, on a clock of its own."""
+    with serve_ca(pki.ca, Clock()) as services:
+        yield services
+
+
+def guarded(
+    services: CaServices,
+    pki: PkiSet,
+    cache: Path,
+    certificate: x509.Certificate,
+    policy: RevocationPolicy = RevocationPolicy.WARN,
+    **config: Any,
+) -> RevocationGuardedSigner:
+    """A fake signer of ``certificate`` behind the real revocation guard, which asks ``services`` (their clock)
+    and keeps its answers in ``cache``."""
+    checker = RevocationChecker(
+        RevocationConfig(policy=policy, trust_store=pki.ca_certificate, cache_dir=cache, **config),
+        clock=services.clock,
+    )
+    return RevocationGuardedSigner(FakeSigner(certificate), checker, policy)
 
 
 def key_naming(services: CaServices, directory: Path, *, reachable: bool = True) -> TestPkiFiles:

@@ -1,5 +1,6 @@
 """Record the bytes the test CA's server sends (OCSP responses, CRLs), so tests can compare what the worker
-kept with what the CA actually served. Wraps ``CaServices`` per test; revocation_support stays unchanged."""
+kept with what the CA actually served. Wraps ``CaServices`` per test (the ``served`` fixture, re-exported by the
+signers' conftests, wraps ``ca_services``)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,9 @@ def record_served(services: CaServices, monkeypatch: pytest.MonkeyPatch) -> Serv
     monkeypatch.setattr(services, "answer_ocsp", ocsp)
     monkeypatch.setattr(services, "answer_crl", crl)
     return served
+
+
+@pytest.fixture
+def served(ca_services: CaServices, monkeypatch: pytest.MonkeyPatch) -> Served:
+    """What this test's CA served, answer by answer."""
+    return record_served(ca_services, monkeypatch)

@@ -6,61 +6,23 @@ and nothing when no source answered."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
-from adapters.signers.revocation import (
-    RevocationChecker,
-    RevocationConfig,
-    RevocationGuardedSigner,
-    RevocationPolicy,
-    RevocationSource,
-)
-from tests.fakes import FakeSigner
-from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, Clock, dead_url, serve_ca
-from tests.unit.signers.served_answers import Served, record_served
+from adapters.signers.revocation import RevocationSource
+from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, UNSIGNED, CaServices, dead_url, guarded
+from tests.unit.signers.served_answers import Served
 from tests.unit.signers.support import PkiSet
-
-UNSIGNED = b"<GIAMDINHHS><CHUKYDONVI/></GIAMDINHHS>"
-
-
-@pytest.fixture
-def services(pki: PkiSet) -> Iterator[CaServices]:
-    with serve_ca(pki.ca, Clock()) as served:
-        yield served
-
-
-@pytest.fixture
-def served(services: CaServices, monkeypatch: pytest.MonkeyPatch) -> Served:
-    return record_served(services, monkeypatch)
-
-
-def guarded(
-    services: CaServices,
-    pki: PkiSet,
-    cache: Path,
-    certificate: x509.Certificate,
-    policy: RevocationPolicy = RevocationPolicy.WARN,
-    **config: Any,
-) -> RevocationGuardedSigner:
-    checker = RevocationChecker(
-        RevocationConfig(policy=policy, trust_store=pki.ca_certificate, cache_dir=cache, **config),
-        clock=services.clock,
-    )
-    return RevocationGuardedSigner(FakeSigner(certificate), checker, policy)
 
 
 def test_the_ocsp_response_the_signature_relied_on_is_the_one_the_ca_served(
-    services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
 ) -> None:
-    signer = guarded(services, pki, tmp_path / "cache", services.issue().certificate)
+    signer = guarded(ca_services, pki, tmp_path / "cache", ca_services.issue().certificate)
     assert signer.revocation_answer() is None  # nothing signed yet
     signer.sign(UNSIGNED)
     signer.sign(UNSIGNED)
@@ -68,9 +30,9 @@ def test_the_ocsp_response_the_signature_relied_on_is_the_one_the_ca_served(
     assert answer is not None
     assert served.ocsp == [answer.der]  # one request, and the bytes kept are exactly those
     assert answer.sha256 == hashlib.sha256(answer.der).hexdigest()
-    assert (answer.source, answer.url) == (RevocationSource.OCSP, services.ocsp_url)
-    assert answer.this_update == services.clock.now
-    assert answer.next_update == services.clock.now + services.ocsp_validity
+    assert (answer.source, answer.url) == (RevocationSource.OCSP, ca_services.ocsp_url)
+    assert answer.this_update == ca_services.clock.now
+    assert answer.next_update == ca_services.clock.now + ca_services.ocsp_validity
     response = ocsp.load_der_ocsp_response(answer.der)
     assert response.serial_number == signer.certificate.serial_number
     record = signer.revocation_record()
@@ -79,59 +41,59 @@ def test_the_ocsp_response_the_signature_relied_on_is_the_one_the_ca_served(
 
 
 def test_a_restarted_worker_keeps_the_same_answer_from_the_cache_file(
-    services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
 ) -> None:
-    certificate = services.issue().certificate
-    first = guarded(services, pki, tmp_path / "cache", certificate)
+    certificate = ca_services.issue().certificate
+    first = guarded(ca_services, pki, tmp_path / "cache", certificate)
     first.sign(UNSIGNED)
     before = first.revocation_answer()
-    services.clock.advance(timedelta(minutes=10))
-    restarted = guarded(services, pki, tmp_path / "cache", certificate)  # a new process: memory is empty
+    ca_services.clock.advance(timedelta(minutes=10))
+    restarted = guarded(ca_services, pki, tmp_path / "cache", certificate)  # a new process: memory is empty
     restarted.sign(UNSIGNED)
     after = restarted.revocation_answer()
-    assert services.requests == {OCSP_PATH: 1}  # read back from the cache file, not asked again
+    assert ca_services.requests == {OCSP_PATH: 1}  # read back from the cache file, not asked again
     assert before is not None
     assert after is not None
     assert (after.sha256, after.der) == (before.sha256, served.ocsp[0])
 
 
 def test_an_answer_kept_after_a_failed_refresh_is_still_the_one_relied_on(
-    services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
 ) -> None:
     signer = guarded(
-        services, pki, tmp_path / "cache", services.issue().certificate, refresh=timedelta(hours=1)
+        ca_services, pki, tmp_path / "cache", ca_services.issue().certificate, refresh=timedelta(hours=1)
     )
     signer.sign(UNSIGNED)
-    services.ocsp_http_status = services.crl_http_status = 503
-    services.clock.advance(timedelta(minutes=61))  # refresh due; the CA is down; the answer holds 1 day
+    ca_services.ocsp_http_status = ca_services.crl_http_status = 503
+    ca_services.clock.advance(timedelta(minutes=61))  # refresh due; the CA is down; the answer holds 1 day
     signer.sign(UNSIGNED)
-    assert services.requests == {OCSP_PATH: 2, CRL_PATH: 1}
+    assert ca_services.requests == {OCSP_PATH: 2, CRL_PATH: 1}
     answer = signer.revocation_answer()
     assert answer is not None
     assert answer.der == served.ocsp[0]
 
 
 def test_crl_fallback_keeps_the_crl_that_was_used(
-    services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, served: Served, pki: PkiSet, tmp_path: Path
 ) -> None:
-    services.ocsp_http_status = 503
-    signer = guarded(services, pki, tmp_path / "cache", services.issue().certificate)
+    ca_services.ocsp_http_status = 503
+    signer = guarded(ca_services, pki, tmp_path / "cache", ca_services.issue().certificate)
     signer.sign(UNSIGNED)
     answer = signer.revocation_answer()
     assert answer is not None
-    assert (answer.source, answer.url) == (RevocationSource.CRL, services.crl_url)
+    assert (answer.source, answer.url) == (RevocationSource.CRL, ca_services.crl_url)
     assert served.crl == [answer.der]
-    assert answer.next_update == services.clock.now + services.crl_validity
+    assert answer.next_update == ca_services.clock.now + ca_services.crl_validity
 
 
 def test_a_pem_crl_file_is_kept_as_the_der_the_ca_signed(
-    services: CaServices, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, pki: PkiSet, tmp_path: Path
 ) -> None:
-    certificate = services.issue(ocsp_url=dead_url(OCSP_PATH), crl_url=dead_url(CRL_PATH)).certificate
-    der = services.crl()
+    certificate = ca_services.issue(ocsp_url=dead_url(OCSP_PATH), crl_url=dead_url(CRL_PATH)).certificate
+    der = ca_services.crl()
     crl_file = tmp_path / "ca.crl.pem"
     crl_file.write_bytes(x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM))
-    signer = guarded(services, pki, tmp_path / "cache", certificate, crl_file=crl_file)
+    signer = guarded(ca_services, pki, tmp_path / "cache", certificate, crl_file=crl_file)
     signer.sign(UNSIGNED)
     answer = signer.revocation_answer()
     assert answer is not None
@@ -140,9 +102,9 @@ def test_a_pem_crl_file_is_kept_as_the_der_the_ca_signed(
     assert x509.load_der_x509_crl(answer.der).is_signature_valid(pki.ca.certificate.public_key())  # type: ignore[arg-type]
 
 
-def test_no_answer_when_no_source_answered(services: CaServices, pki: PkiSet, tmp_path: Path) -> None:
-    services.ocsp_http_status = services.crl_http_status = 503
-    signer = guarded(services, pki, tmp_path / "cache", services.issue().certificate)
+def test_no_answer_when_no_source_answered(ca_services: CaServices, pki: PkiSet, tmp_path: Path) -> None:
+    ca_services.ocsp_http_status = ca_services.crl_http_status = 503
+    signer = guarded(ca_services, pki, tmp_path / "cache", ca_services.issue().certificate)
     signer.sign(UNSIGNED)  # unknown under warn: signed, with nothing from the CA to keep
     record = signer.revocation_record()
     assert record is not None

@@ -4,62 +4,47 @@ thread, against a test CA served over real HTTP on 127.0.0.1 (the delivery tests
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives import hashes
 
-from adapters.signers.revocation import (
-    RevocationChecker,
-    RevocationConfig,
-    RevocationGuardedSigner,
-    RevocationPolicy,
-)
+from adapters.signers.revocation import RevocationGuardedSigner, RevocationPolicy
 from adapters.signers.revocation.checker import UNKNOWN_RECHECK
-from tests.fakes import FakeSigner
-from tests.unit.signers.revocation_support import OCSP_PATH, CaServices, Clock, serve_ca
+from tests.unit.signers import revocation_support
+from tests.unit.signers.revocation_support import OCSP_PATH, UNSIGNED, CaServices
 from tests.unit.signers.support import PkiSet
-
-UNSIGNED = b"<GIAMDINHHS><CHUKYDONVI/></GIAMDINHHS>"
-
-
-@pytest.fixture
-def services(pki: PkiSet) -> Iterator[CaServices]:
-    with serve_ca(pki.ca, Clock()) as served:
-        yield served
 
 
 def guarded(
-    services: CaServices, pki: PkiSet, tmp_path: Path, policy: RevocationPolicy
+    ca_services: CaServices, pki: PkiSet, tmp_path: Path, policy: RevocationPolicy
 ) -> RevocationGuardedSigner:
-    checker = RevocationChecker(
-        RevocationConfig(policy=policy, trust_store=pki.ca_certificate, cache_dir=tmp_path / "cache"),
-        clock=services.clock,
-    )
-    return RevocationGuardedSigner(FakeSigner(services.issue().certificate), checker, policy)
+    """A signer of a fresh certificate of the CA, behind the guard under ``policy``."""
+    certificate = ca_services.issue().certificate
+    return revocation_support.guarded(ca_services, pki, tmp_path / "cache", certificate, policy)
 
 
 def test_no_record_before_a_signature_then_the_status_it_was_signed_under(
-    services: CaServices, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, pki: PkiSet, tmp_path: Path
 ) -> None:
-    signer = guarded(services, pki, tmp_path, RevocationPolicy.REQUIRE)
+    signer = guarded(ca_services, pki, tmp_path, RevocationPolicy.REQUIRE)
     assert signer.revocation_record() is None
     signer.sign(UNSIGNED)
     record = signer.revocation_record()
     assert record is not None
     assert record["cert_sha256"] == signer.certificate.fingerprint(hashes.SHA256()).hex()
     assert (record["policy"], record["state"], record["source"]) == ("require", "good", "ocsp")
-    assert record["checked_at"] == services.clock.now.isoformat()
+    assert record["checked_at"] == ca_services.clock.now.isoformat()
     record["state"] = "edited"  # a caller's copy: the next record is not affected
     assert signer.revocation_record() == {**record, "state": "good"}
 
 
 def test_each_thread_reads_the_status_its_own_signature_was_allowed_on(
-    services: CaServices, pki: PkiSet, tmp_path: Path
+    ca_services: CaServices, pki: PkiSet, tmp_path: Path
 ) -> None:
-    services.ocsp_http_status = services.crl_http_status = 503  # the CA is down: unknown, signed under warn
-    signer = guarded(services, pki, tmp_path, RevocationPolicy.WARN)
+    ca_services.ocsp_http_status = ca_services.crl_http_status = (
+        503  # the CA is down: unknown, signed under warn
+    )
+    signer = guarded(ca_services, pki, tmp_path, RevocationPolicy.WARN)
     first_signed, other_signed = threading.Event(), threading.Event()
     records: dict[str, dict[str, object] | None] = {}
 
@@ -77,8 +62,8 @@ def test_each_thread_reads_the_status_its_own_signature_was_allowed_on(
     first = threading.Thread(target=during_outage)
     first.start()
     assert first_signed.wait(timeout=30)
-    services.ocsp_http_status = services.crl_http_status = 200
-    services.clock.advance(UNKNOWN_RECHECK)  # the guard asks again: the CA is back
+    ca_services.ocsp_http_status = ca_services.crl_http_status = 200
+    ca_services.clock.advance(UNKNOWN_RECHECK)  # the guard asks again: the CA is back
     second = threading.Thread(target=after_recovery)
     second.start()
     second.join()
@@ -92,4 +77,4 @@ def test_each_thread_reads_the_status_its_own_signature_was_allowed_on(
     assert len(problems) == 2  # OCSP and CRL, each unreachable
     assert (recovered["state"], recovered["source"]) == ("good", "ocsp")
     assert signer.revocation_record() is None  # this thread signed nothing
-    assert services.requests[OCSP_PATH] == 2
+    assert ca_services.requests[OCSP_PATH] == 2
