@@ -345,8 +345,14 @@ def test_revision_0003_keeps_earlier_rows_and_refuses_to_downgrade_over_sealed_o
         assert repo.receipts(conn, [1], keys) == {1: {"thongDiep": "ok"}}
     with sqlite_ledger.begin() as conn:
         evidence_store.rekey_batch(conn, keys, after_version_id=0, limit=10)
-    with sqlite_ledger.begin() as conn:
-        config.attributes["connection"] = conn
-        with pytest.raises(RuntimeError, match="1 evidence rows are sealed or purged"):
+
+    def downgrade_to_0002() -> None:
+        # One transaction for the whole downgrade: the steps of the later revisions, before the refusal,
+        # are rolled back with it (caught inside the block, they would be committed).
+        with sqlite_ledger.begin() as conn:
+            config.attributes["connection"] = conn
             command.downgrade(config, "0002")
+
+    with pytest.raises(RuntimeError, match="1 evidence rows are sealed or purged"):
+        downgrade_to_0002()
     assert migrate.is_up_to_date(sqlite_ledger)
