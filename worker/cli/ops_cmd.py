@@ -13,7 +13,7 @@ from rich.table import Table
 
 from worker import metrics
 from worker.bootstrap import build_pipeline, ledger_engine
-from worker.cli.context import CliError, console, settings
+from worker.cli.context import CliError, console, err_console, settings
 from worker.ledger import audit, migrate, queries
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
@@ -326,18 +326,45 @@ def quarantine_retry(ctx: typer.Context, ma_lk: list[str]) -> None:
 
 @audit_group.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
-    """Check the hash chain; exit 1 and name the first bad row if any row was edited or deleted."""
+    """Check the hash chain, and the CA revocation answers its signed events name: exit 1 naming the first bad
+    row, and each answer missing from the ledger or altered with the events and versions that name it."""
     engine = _ensure_ledger(ctx)
     with engine.connect() as conn:
         report = audit.verify_chain(conn)
-    if report.ok:
-        console.print(f"audit chain intact: {report.rows_checked} rows")
-        return
-    raise CliError(
-        f"audit chain broken at row {report.bad_row_id}: {report.reason} "
-        f"({report.rows_checked} rows verified before it)",
-        exit_code=1,
+    answers = report.answers
+    for fault in answers.faults:
+        err_console.print(_answer_fault_line(fault), markup=False, highlight=False)
+    faulty = (
+        f"{len(answers.faults)} of {answers.named} revocation answers named by signed events "
+        "are missing or altered"
     )
+    if not report.chain_intact:
+        raise CliError(
+            f"audit chain broken at row {report.bad_row_id}: {report.reason} "
+            f"({report.rows_checked} rows verified before it)" + (f"; {faulty}" if answers.faults else ""),
+            exit_code=1,
+        )
+    if answers.faults:
+        raise CliError(f"{faulty} (audit chain intact: {report.rows_checked} rows)", exit_code=1)
+    console.print(f"audit chain intact: {report.rows_checked} rows")
+    console.print(
+        f"revocation answers intact: {answers.named} kept, named by {_signed_events(answers.events)}"
+        if answers.named
+        else "revocation answers: no signed event names one (signed before revision 0004, or no CA answer to keep)"
+    )
+
+
+def _answer_fault_line(fault: audit.AnswerFault) -> str:
+    """One line per missing or altered answer: its hash, why, and the first events and versions naming it."""
+    what = "MISSING from the ledger" if fault.problem == "missing" else f"ALTERED ({fault.reason})"
+    shown = [f"event {event_id} (version {version_id})" for event_id, version_id in fault.named_by]
+    if fault.events > len(shown):
+        shown.append(f"{fault.events - len(shown)} more")
+    return f"revocation answer {fault.sha256} {what}: named by {_signed_events(fault.events)}: {', '.join(shown)}"
+
+
+def _signed_events(count: int) -> str:
+    return f"{count} signed event{'' if count == 1 else 's'}"
 
 
 # ------------------------------------------------------------------------------------------ destinations

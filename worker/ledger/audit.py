@@ -1,8 +1,9 @@
 """Append-only, hash-chained audit log: one row per attempt and state change.
 
 Each row carries the hash of the previous row and its own hash over its content, so editing or deleting a
-row breaks the chain at that point; ``verify_chain`` names the first row that does not fit. Appends are
-serialised (a PostgreSQL advisory lock; SQLite's write lock) so concurrent workers keep one chain.
+row breaks the chain at that point; ``verify_chain`` names the first row that does not fit, then checks that
+the CA revocation answers the verified ``signed`` events name are kept and unaltered. Appends are serialised
+(a PostgreSQL advisory lock; SQLite's write lock) so concurrent workers keep one chain.
 Rows hold ids, hashes and result codes only — never personal data or the gateway's free-text message.
 """
 
@@ -15,11 +16,14 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from worker.ledger.db import as_utc, is_postgresql, utcnow
-from worker.ledger.schema import audit_log
+from worker.ledger.revocation_answers import RevocationAnswerCorruptError, checked_der
+from worker.ledger.schema import audit_log, revocation_answers
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x766E6964  # "vnid": one chain per ledger database
@@ -109,18 +113,63 @@ def append(conn: sa.Connection, events: Sequence[AuditEvent], *, actor: str | No
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerFault:
+    """A revocation answer that signed events name but the ledger no longer holds as named."""
+
+    sha256: str  # as the signed events name it (``revocation.answer_sha256``)
+    problem: Literal["missing", "altered"]  # no row; or the row's bytes do not decompress or hash to it
+    reason: str  # one line: why it counts as altered; empty when missing
+    events: int  # how many verified signed events name it
+    #: The first of them, in chain order: (audit event id, version id). The rest: ``events`` says how many.
+    named_by: tuple[tuple[int, int | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCheck:
+    """The revocation answers the verified ``signed`` events name (``revocation.answer_sha256``), checked."""
+
+    named: int = 0  # distinct answers named
+    events: int = 0  # signed events that name one
+    faults: tuple[AnswerFault, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ChainReport:
-    ok: bool
-    rows_checked: int
+    rows_checked: int  # rows verified (before the first bad row when the chain is broken)
     bad_row_id: int | None = None
     reason: str | None = None
+    answers: AnswerCheck = AnswerCheck()  # over the verified rows only: a row after a break proves nothing
+
+    @property
+    def chain_intact(self) -> bool:
+        return self.bad_row_id is None
+
+    @property
+    def ok(self) -> bool:
+        return self.chain_intact and not self.answers.faults
+
+
+#: How many (event id, version id) a fault names. Enough to start from; the count says how many there are,
+#: and keeping them all would hold millions of ids in memory on a ledger whose only CRL went missing.
+NAMED_BY_SHOWN = 5
+#: Kept answers read at a time while checking them: a CRL can be megabytes.
+_ANSWERS_PER_FETCH = 8
+
+
+@dataclass(slots=True)
+class _Naming:
+    events: int = 0
+    named_by: list[tuple[int, int | None]] = field(default_factory=list)
 
 
 def verify_chain(conn: sa.Connection, *, batch: int = 5000) -> ChainReport:
-    """Walk the chain in id order; report the first row whose content or link does not match."""
+    """Walk the chain in id order; report the first row whose content or link does not match. The revocation
+    answers that the signed events of the verified rows name are then checked in one query
+    (``_check_answers``): each must be kept, and its stored bytes must still hash to the name."""
     prev = GENESIS
     checked = 0
     last_id = 0
+    names: dict[str, _Naming] = {}
     columns = [audit_log.c.id, audit_log.c.prev_hash, audit_log.c.row_hash] + [
         audit_log.c[name] for name in _HASHED_FIELDS
     ]
@@ -130,15 +179,72 @@ def verify_chain(conn: sa.Connection, *, batch: int = 5000) -> ChainReport:
         ).mappings()
         rows: Iterable[sa.RowMapping] = list(chunk)
         if not rows:
-            return ChainReport(ok=True, rows_checked=checked)
+            return ChainReport(checked, answers=_check_answers(conn, names))
         for row in rows:
             if row["prev_hash"] != prev:
-                return ChainReport(
-                    False, checked, row["id"], "link broken: a row before it was deleted or altered"
-                )
+                reason = "link broken: a row before it was deleted or altered"
+                return ChainReport(checked, row["id"], reason, _check_answers(conn, names))
             expected = row_hash(prev, dict(row))
             if row["row_hash"] != expected:
-                return ChainReport(False, checked, row["id"], "content altered: the row hash does not match")
+                reason = "content altered: the row hash does not match"
+                return ChainReport(checked, row["id"], reason, _check_answers(conn, names))
+            _note_answer(names, row)
             prev = row["row_hash"]
             last_id = row["id"]
             checked += 1
+
+
+def _note_answer(names: dict[str, _Naming], row: sa.RowMapping) -> None:
+    """Remember the answer a verified ``signed`` event names (by ``revocation.answer_sha256``), if any."""
+    detail = row["detail"]
+    # A substring test before json.loads: most rows are not signed events that name an answer.
+    if row["event"] != "signed" or not detail or '"answer_sha256"' not in detail:
+        return
+    revocation = json.loads(detail).get("revocation")
+    sha256 = revocation.get("answer_sha256") if isinstance(revocation, dict) else None
+    if sha256 is None:
+        return
+    naming = names.setdefault(str(sha256), _Naming())
+    naming.events += 1
+    if len(naming.named_by) < NAMED_BY_SHOWN:
+        naming.named_by.append((row["id"], row["version_id"]))
+
+
+def _check_answers(conn: sa.Connection, names: dict[str, _Naming]) -> AnswerCheck:
+    """One query for every distinct answer named, streamed (a CRL can be megabytes): a name without a row is
+    ``missing``; a row whose bytes do not decompress or hash to its name is ``altered``."""
+    if not names:
+        return AnswerCheck()
+    kept = (
+        sa.select(revocation_answers.c.sha256, revocation_answers.c.der, revocation_answers.c.compression)
+        .where(_among(conn, revocation_answers.c.sha256, sorted(names)))
+        .execution_options(yield_per=_ANSWERS_PER_FETCH)
+    )
+    faults: list[AnswerFault] = []
+    found: set[str] = set()
+    for row in conn.execute(kept):
+        found.add(row.sha256)
+        try:
+            checked_der(row.sha256, row.der, row.compression)
+        except RevocationAnswerCorruptError as exc:
+            reason = str(exc).removeprefix(f"revocation answer {row.sha256}: ")
+            faults.append(_fault(row.sha256, "altered", reason, names[row.sha256]))
+    faults += [_fault(sha256, "missing", "", names[sha256]) for sha256 in names.keys() - found]
+    faults.sort(key=lambda fault: fault.named_by[0][0])  # chain order of the first event naming each
+    return AnswerCheck(
+        named=len(names), events=sum(naming.events for naming in names.values()), faults=tuple(faults)
+    )
+
+
+def _fault(sha256: str, problem: Literal["missing", "altered"], reason: str, naming: _Naming) -> AnswerFault:
+    return AnswerFault(sha256, problem, reason, naming.events, tuple(naming.named_by))
+
+
+def _among(conn: sa.Connection, column: sa.ColumnElement[str], values: list[str]) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``values``, bound as one parameter however many there are. An IN list binds one
+    parameter per value, and the named answers grow by one or more per worker process and day (each fetches its
+    own OCSP answer), thousands a year, towards the limits (PostgreSQL 65535 parameters, SQLite 32766)."""
+    if is_postgresql(conn):
+        return column == sa.any_(sa.bindparam("values", values, type_=postgresql.ARRAY(sa.String)))
+    listed = sa.func.json_each(sa.bindparam("values", json.dumps(values))).table_valued("value")
+    return column.in_(sa.select(listed.c.value))

@@ -143,21 +143,26 @@ def read(conn: sa.Connection, sha256: str) -> StoredAnswer | None:
     ).first()
     if row is None:
         return None
-    if row.compression != COMPRESSION:
-        raise RevocationAnswerCorruptError(
-            f"revocation answer {row.sha256}: unknown compression {row.compression!r}"
-        )
+    return _stored(row, checked_der(row.sha256, row.der, row.compression))
+
+
+def checked_der(sha256: str, stored: bytes, compression: str) -> bytes:
+    """The DER of a kept row (its ``der`` and ``compression`` columns), or ``RevocationAnswerCorruptError``
+    when it does not decompress or hash to ``sha256``. Also used by ``audit verify``, which reads the rows the
+    signed events name in one query."""
+    if compression != COMPRESSION:
+        raise RevocationAnswerCorruptError(f"revocation answer {sha256}: unknown compression {compression!r}")
     try:
-        der = zlib.decompress(row.der)
+        der = zlib.decompress(stored)
     except zlib.error:
         raise RevocationAnswerCorruptError(
-            f"revocation answer {row.sha256}: the stored bytes do not decompress"
+            f"revocation answer {sha256}: the stored bytes do not decompress"
         ) from None
-    if hashlib.sha256(der).hexdigest() != row.sha256:
+    if hashlib.sha256(der).hexdigest() != sha256:
         raise RevocationAnswerCorruptError(
-            f"revocation answer {row.sha256}: the stored bytes do not hash to their SHA-256 (edited or damaged)"
+            f"revocation answer {sha256}: the stored bytes do not hash to their SHA-256 (edited or damaged)"
         )
-    return _stored(row, der)
+    return der
 
 
 def _stored(row: sa.Row[*tuple[Any, ...]], der: bytes | None = None) -> StoredAnswer:

@@ -1,8 +1,9 @@
 """The CA's signed answers (OCSP responses, CRLs) signed versions relied on, kept in ``revocation_answers`` on
 SQLite and PostgreSQL: once per distinct answer, in the transaction that records the signed versions, named
 by SHA-256 in their ``signed`` audit events, compressed, idempotent across batches and racing processes;
-revision 0004 builds exactly the schema module and refuses to downgrade over kept answers; revision 0005 makes
-the table append-only (UPDATE and DELETE refused by the database, INSERT still allowed)."""
+``audit verify`` checks every answer the verified signed events name, in one query; revision 0004 builds exactly
+the schema module and refuses to downgrade over kept answers; revision 0005 makes the table append-only (UPDATE
+and DELETE refused by the database, INSERT still allowed)."""
 
 from __future__ import annotations
 
@@ -237,6 +238,163 @@ def test_an_answer_whose_bytes_do_not_match_its_hash_is_refused_and_found_on_rea
         revocation_answers.read(conn, answer.sha256)
     with ledger.connect() as conn:
         assert revocation_answers.read(conn, "0" * 64) is None
+
+
+# --------------------------------------------------------------------------------------- audit verify
+
+
+def signed_event_ids(engine: Engine) -> dict[int, int]:
+    """version id → the id of its ``signed`` audit event."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_log.c.version_id, audit_log.c.id).where(audit_log.c.event == "signed")
+        )
+        return {row.version_id: row.id for row in rows}
+
+
+def named_by(engine: Engine, items: list[WorkItem]) -> tuple[tuple[int, int], ...]:
+    """(event id, version id) of these versions' signed events, as a fault lists them."""
+    events = signed_event_ids(engine)
+    return tuple((events[item.version_id], item.version_id) for item in items)
+
+
+@pytest.fixture
+def answer_reads(ledger: Engine) -> Iterator[list[str]]:
+    """The statements sent that read ``revocation_answers``."""
+    sent: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM revocation_answers" in statement:
+            sent.append(statement)
+
+    sa.event.listen(ledger, "before_cursor_execute", capture)
+    yield sent
+    sa.event.remove(ledger, "before_cursor_execute", capture)
+
+
+def audit_verify(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, list[str]]:
+    """``vneid-sync audit verify`` on this ledger: (exit code, stdout, stderr lines)."""
+    from worker.cli.app import main
+
+    monkeypatch.setenv("VNEID_LEDGER__DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    capsys.readouterr()
+    code = main(["audit", "verify"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.splitlines()
+
+
+def test_audit_verify_checks_every_named_answer_in_one_query(
+    ledger: Engine,
+    ca: Issued,
+    answer_reads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    by_ocsp, by_crl = ocsp_answer(ca), crl_answer(ca, revoked=200)
+    items = built(ledger, "8001", "8002", "8003", "8004", "8005", "8006")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(items[0], by_ocsp), signed_under(items[1], by_crl),
+                      signed_under(items[2], None)])  # fmt: skip
+    with ledger.begin() as conn:
+        record(conn, [signed_under(item, by_ocsp) for item in items[3:5]] + [signed_under(items[5], by_crl)])
+    answer_reads.clear()
+    with ledger.connect() as conn:
+        report = audit.verify_chain(conn, batch=3)  # the chain read in several chunks, the answers in one
+    assert report.ok
+    assert report.answers == audit.AnswerCheck(named=2, events=5, faults=())
+    assert len(answer_reads) == 1
+    code, out, err = audit_verify(ledger, monkeypatch, capsys)
+    assert (code, err) == (0, [])
+    assert out.splitlines()[1] == "revocation answers intact: 2 kept, named by 5 signed events"
+
+
+def test_audit_verify_names_each_missing_or_altered_answer_and_the_events_naming_it(
+    ledger: Engine, ca: Issued, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lost, edited, garbled, intact = (ocsp_answer(ca), *(crl_answer(ca, number=n) for n in (1, 2, 3)))
+    items = built(ledger, *(str(8100 + n) for n in range(10)))
+    with ledger.begin() as conn:
+        record(conn, [signed_under(item, lost) for item in items[:7]] + [
+            signed_under(items[7], edited), signed_under(items[8], garbled), signed_under(items[9], intact)
+        ])  # fmt: skip
+    with ledger.begin() as conn, append_only_lifted(conn, "revocation_answers"):
+        conn.execute(sa.delete(answers_table).where(answers_table.c.sha256 == lost.sha256))
+        conn.execute(  # another CRL of the same CA: compressed fine, but not the one the events name
+            sa.update(answers_table)
+            .where(answers_table.c.sha256 == edited.sha256)
+            .values(der=zlib.compress(crl_answer(ca, number=4).der))
+        )
+        conn.execute(
+            sa.update(answers_table).where(answers_table.c.sha256 == garbled.sha256).values(der=b"\x00" * 64)
+        )
+    with ledger.connect() as conn:
+        report = audit.verify_chain(conn)
+    assert report.chain_intact
+    assert not report.ok
+    assert (report.answers.named, report.answers.events) == (4, 10)
+    first_five = named_by(ledger, items[:5])  # of seven: the others are counted, not listed
+    assert report.answers.faults == (
+        audit.AnswerFault(lost.sha256, "missing", "", 7, first_five),
+        audit.AnswerFault(edited.sha256, "altered",
+                          "the stored bytes do not hash to their SHA-256 (edited or damaged)", 1,
+                          named_by(ledger, items[7:8])),
+        audit.AnswerFault(garbled.sha256, "altered", "the stored bytes do not decompress", 1,
+                          named_by(ledger, items[8:9])),
+    )  # fmt: skip
+
+    code, out, err = audit_verify(ledger, monkeypatch, capsys)
+    (edited_event, edited_version), (garbled_event, garbled_version) = named_by(ledger, items[7:9])
+    listed = ", ".join(f"event {event} (version {version})" for event, version in first_five)
+    assert (code, out) == (1, "")
+    assert err == [
+        f"revocation answer {lost.sha256} MISSING from the ledger: named by 7 signed events: {listed}, 2 more",
+        f"revocation answer {edited.sha256} ALTERED (the stored bytes do not hash to their SHA-256 (edited or "
+        f"damaged)): named by 1 signed event: event {edited_event} (version {edited_version})",
+        f"revocation answer {garbled.sha256} ALTERED (the stored bytes do not decompress): named by 1 signed "
+        f"event: event {garbled_event} (version {garbled_version})",
+        "error: 3 of 4 revocation answers named by signed events are missing or altered (audit chain intact: "
+        f"{report.rows_checked} rows)",
+    ]
+
+
+def test_audit_verify_checks_the_answers_named_before_a_break_in_the_chain(
+    ledger: Engine, ca: Issued, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row after the break proves nothing, so neither do the answers it names; those named before it are
+    checked and reported with the break."""
+    early, late = ocsp_answer(ca), crl_answer(ca)
+    [first], [second] = built(ledger, "8201"), built(ledger, "8202")
+    with ledger.begin() as conn:
+        record(conn, [signed_under(first, early)])
+    with ledger.begin() as conn:
+        record(conn, [signed_under(second, late)])
+    broken = signed_event_ids(ledger)[second.version_id]
+    with ledger.begin() as conn:
+        with append_only_lifted(conn, "revocation_answers"):
+            conn.execute(sa.delete(answers_table))
+        with append_only_lifted(conn, "audit_log"):
+            conn.execute(sa.update(audit_log).where(audit_log.c.id == broken).values(ma_ket_qua="500"))
+    with ledger.connect() as conn:
+        report = audit.verify_chain(conn)
+    assert report.bad_row_id == broken
+    assert report.answers == audit.AnswerCheck(
+        named=1,
+        events=1,
+        faults=(audit.AnswerFault(early.sha256, "missing", "", 1, named_by(ledger, [first])),),
+    )
+    code, out, err = audit_verify(ledger, monkeypatch, capsys)
+    assert (code, out) == (1, "")
+    assert err[0].startswith(
+        f"revocation answer {early.sha256} MISSING from the ledger: named by 1 signed event"
+    )
+    assert err[1] == (
+        f"error: audit chain broken at row {broken}: content altered: the row hash does not match "
+        f"({report.rows_checked} rows verified before it); 1 of 1 revocation answers named by signed events "
+        "are missing or altered"
+    )
+    assert len(err) == 2
 
 
 # ------------------------------------------------------------------------------------------ migration

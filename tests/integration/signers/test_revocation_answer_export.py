@@ -1,8 +1,8 @@
 """The CA's signed answer each signed version relied on is kept in the ledger and can be handed to an inspector
 (DOMAIN.md §10.5, NĐ 23/2025 Đ15–Đ17): the worker as wired by ``worker.bootstrap`` on PostgreSQL, a real file
 key whose certificate names a test CA's OCSP responder and CRL on 127.0.0.1, and ``vneid-sync evidence show``
-/ ``evidence revocation-answer`` through the CLI entry point. The exported file is the exact bytes the CA
-served; ``cryptography`` and ``openssl`` read it and verify the CA's signature on it."""
+/ ``evidence revocation-answer`` / ``audit verify`` through the CLI entry point. The exported file is the exact
+bytes the CA served; ``cryptography`` and ``openssl`` read it and verify the CA's signature on it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaService
 from tests.unit.signers.served_answers import Served
 from worker.ledger import repository as repo
 from worker.ledger.revocation_answers import RevocationAnswer
-from worker.ledger.schema import revocation_answers
+from worker.ledger.schema import audit_log, revocation_answers
 from worker.ports import EncounterRef
 
 
@@ -159,7 +159,7 @@ def signed_with(worker: Worker, his_key: str, answer: RevocationAnswer | None) -
     return item
 
 
-def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
+def test_show_and_audit_verify_say_when_the_answer_was_not_kept_or_has_gone_missing(
     make_worker: MakeWorker, ca_services: CaServices, cli: Cli, tmp_path: Path
 ) -> None:
     worker = make_worker(key_naming(ca_services, tmp_path / "pki"))
@@ -168,6 +168,9 @@ def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
     answer = RevocationAnswer(sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der,
                               url="http://ca/ocsp", this_update=T0, next_update=None)  # fmt: skip
     lost = signed_with(worker, "5402", answer)
+    code, out, _ = cli(worker, "audit", "verify")
+    assert code == 0
+    assert "revocation answers intact: 1 kept, named by 1 signed event" in out
     with worker.pipeline.engine.begin() as conn, append_only_lifted(conn, "revocation_answers"):
         conn.execute(sa.delete(revocation_answers))  # a table restored from an older dump, say
     code, out, _ = cli(worker, "evidence", "show", before.ma_lk, "--out", str(tmp_path / "before.xml"))
@@ -176,3 +179,19 @@ def test_show_says_when_the_answer_was_not_kept_or_has_gone_missing(
     code, out, _ = cli(worker, "evidence", "show", lost.ma_lk, "--out", str(tmp_path / "lost.xml"))
     assert code == 0
     assert f"CA's signed answer sha256 {answer.sha256}: MISSING from the ledger" in out
+
+    with worker.pipeline.engine.connect() as conn:
+        [event_id] = conn.execute(
+            sa.select(audit_log.c.id).where(
+                audit_log.c.event == "signed", audit_log.c.version_id == lost.version_id
+            )
+        ).scalars()
+        rows = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
+    code, out, err = cli(worker, "audit", "verify")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"revocation answer {answer.sha256} MISSING from the ledger: named by 1 signed event: "
+        f"event {event_id} (version {lost.version_id})",
+        "error: 1 of 1 revocation answers named by signed events are missing or altered "
+        f"(audit chain intact: {rows} rows)",
+    ]
