@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import Engine
 
 from tests.integration.ledger.evidence_support import (
@@ -24,6 +23,7 @@ from tests.integration.ledger.evidence_support import (
     sent_version,
     signed_file,
 )
+from tests.integration.ledger.migration_support import downgrade
 from worker.ledger import audit, evidence_store, migrate
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import (
@@ -326,11 +326,8 @@ def test_reading_evidence_is_audited_with_the_reader_and_what_was_opened(ledger:
 def test_revision_0003_keeps_earlier_rows_and_refuses_to_downgrade_over_sealed_ones(
     sqlite_ledger: Engine,
 ) -> None:
-    config = migrate.alembic_config(sqlite_ledger.url.render_as_string(hide_password=False))
     keys = EvidenceKeys.generate()
-    with sqlite_ledger.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
+    downgrade(sqlite_ledger, "0002")
     with sqlite_ledger.begin() as conn:
         conn.execute(sa.text("INSERT INTO encounters (ma_lk, his_key, completed_at, his_changed_at, state, first_seen_at) "
                              "VALUES ('79999-1901', '1901', :t, :t, 'signed', :t)"), {"t": NOW})  # fmt: skip
@@ -345,14 +342,6 @@ def test_revision_0003_keeps_earlier_rows_and_refuses_to_downgrade_over_sealed_o
         assert repo.receipts(conn, [1], keys) == {1: {"thongDiep": "ok"}}
     with sqlite_ledger.begin() as conn:
         evidence_store.rekey_batch(conn, keys, after_version_id=0, limit=10)
-
-    def downgrade_to_0002() -> None:
-        # One transaction for the whole downgrade: the steps of the later revisions, before the refusal,
-        # are rolled back with it (caught inside the block, they would be committed).
-        with sqlite_ledger.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0002")
-
     with pytest.raises(RuntimeError, match="1 evidence rows are sealed or purged"):
-        downgrade_to_0002()
+        downgrade(sqlite_ledger, "0002")  # the later revisions' steps before the refusal are rolled back too
     assert migrate.is_up_to_date(sqlite_ledger)

@@ -34,6 +34,7 @@ from adapters.signers.testpki import (
 )
 from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.ledger.evidence_support import FACILITY, signed_file
+from tests.integration.ledger.migration_support import alembic_on, downgrade
 from worker.ledger import audit, migrate, revocation_answers
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys
@@ -407,24 +408,14 @@ def test_migrations_build_exactly_the_schema_module(ledger: Engine) -> None:
 
 
 def test_revision_0004_downgrades_only_while_no_answer_is_kept(sqlite_ledger: Engine, ca: Issued) -> None:
-    config = migrate.alembic_config(sqlite_ledger.url.render_as_string(hide_password=False))
-    with sqlite_ledger.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
+    downgrade(sqlite_ledger, "0003")
     assert "revocation_answers" not in sa.inspect(sqlite_ledger).get_table_names()
     migrate.upgrade(sqlite_ledger)
     [item] = built(sqlite_ledger, "6001")
     with sqlite_ledger.begin() as conn:
         record(conn, [signed_under(item, ocsp_answer(ca))])
-
-    def downgrade_to_0003() -> None:
-        # One transaction for the whole downgrade: revision 0005's step, before the refusal, is rolled back too.
-        with sqlite_ledger.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0003")
-
     with pytest.raises(RuntimeError, match="1 revocation answers are kept"):
-        downgrade_to_0003()
+        downgrade(sqlite_ledger, "0003")  # revision 0005's step, before the refusal, is rolled back too
     assert migrate.is_up_to_date(sqlite_ledger)
     assert len(kept_rows(sqlite_ledger)) == 1
 
@@ -471,9 +462,8 @@ def test_revision_0005_downgrade_lifts_the_refusal_and_upgrade_restores_it(
     [item] = built(ledger, "8401")
     with ledger.begin() as conn:
         record(conn, [signed_under(item, ocsp_answer(ca))])
-    config = migrate.alembic_config(ledger.url.render_as_string(hide_password=False))
     with ledger.connect() as conn, conn.begin() as transaction:
-        config.attributes["connection"] = conn
+        config = alembic_on(conn)
         command.downgrade(config, "0004")
         conn.execute(sa.update(answers_table).values(url="http://edited.test/ocsp"))  # no trigger left
         conn.execute(sa.delete(answers_table))
