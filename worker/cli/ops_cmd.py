@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -324,33 +326,137 @@ def quarantine_retry(ctx: typer.Context, ma_lk: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------ audit
 
 
+@audit_group.command("anchor")
+def audit_anchor(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the line to this file (replaced).")
+    ] = None,
+    append: Annotated[
+        Path | None, typer.Option("--append", help="Also add the line to this anchors file (JSON lines).")
+    ] = None,
+) -> None:
+    """Print the chain's head as one JSON line (last event id, its row hash, events, UTC time, facility,
+    software): keep it off this server, then `audit verify --anchors FILE` proves the chain still holds it."""
+    if out is not None and append is not None:
+        raise CliError("give --out or --append, not both", exit_code=2)
+    cfg = settings(ctx)
+    engine = _ensure_ledger(ctx)
+    with engine.connect() as conn:
+        anchor = audit.chain_head(
+            conn, facility_code=cfg.payload.facility_code, software=audit.software(), at=datetime.now(UTC)
+        )
+    if anchor is None:
+        raise CliError("the audit log is empty: nothing to anchor yet", exit_code=1)
+    line = anchor.line()
+    try:
+        if out is not None:
+            out.write_text(line + "\n", encoding="utf-8")
+        if append is not None:
+            _append_line(append, line)
+    except OSError as exc:
+        raise CliError(f"cannot write {out or append}: {exc.strerror}", exit_code=2) from None
+    typer.echo(line)  # plain: rich would wrap or colour a line meant to be kept byte for byte
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Add one line to an anchors file, on a line of its own even if the last write was cut short, and to the
+    disk before the command says it is done."""
+    with path.open("a+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write(line.encode("utf-8") + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 @audit_group.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
+def audit_verify(
+    ctx: typer.Context,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors",
+            help="Anchors file (JSON lines from `audit anchor` or the anchor messages): each must still be on "
+            "the chain.",
+        ),
+    ] = None,
+) -> None:
     """Check the hash chain, and the CA revocation answers its signed events name: exit 1 naming the first bad
-    row, and each answer missing from the ledger or altered with the events and versions that name it."""
+    row, and each answer missing from the ledger or altered with the events and versions that name it. With
+    --anchors, also each anchor kept off the server: an event gone or with another row hash means the chain
+    was rewritten or cut short since (exit 1, each such anchor named)."""
+    anchored = _read_anchors(anchors) if anchors is not None else None
     engine = _ensure_ledger(ctx)
     with engine.connect() as conn:
         report = audit.verify_chain(conn)
+        anchor_faults = audit.check_anchors(conn, anchored) if anchored is not None else ()
     answers = report.answers
     for fault in answers.faults:
         err_console.print(_answer_fault_line(fault), markup=False, highlight=False)
-    faulty = (
-        f"{len(answers.faults)} of {answers.named} revocation answers named by signed events "
-        "are missing or altered"
-    )
+    for anchor_fault in anchor_faults:
+        err_console.print(_anchor_fault_line(anchor_fault), markup=False, highlight=False)
+    problems = []
+    if answers.faults:
+        problems.append(
+            f"{len(answers.faults)} of {answers.named} revocation answers named by signed events "
+            "are missing or altered"
+        )
+    if anchor_faults:
+        problems.append(
+            f"{len(anchor_faults)} of {len(anchored or ())} anchors are not on the chain (rewritten or cut short)"
+        )
     if not report.chain_intact:
         raise CliError(
             f"audit chain broken at row {report.bad_row_id}: {report.reason} "
-            f"({report.rows_checked} rows verified before it)" + (f"; {faulty}" if answers.faults else ""),
+            f"({report.rows_checked} rows verified before it)" + "".join(f"; {p}" for p in problems),
             exit_code=1,
         )
-    if answers.faults:
-        raise CliError(f"{faulty} (audit chain intact: {report.rows_checked} rows)", exit_code=1)
+    if problems:
+        raise CliError(f"{'; '.join(problems)} (audit chain intact: {report.rows_checked} rows)", exit_code=1)
     console.print(f"audit chain intact: {report.rows_checked} rows")
     console.print(
         f"revocation answers intact: {answers.named} kept, named by {_signed_events(answers.events)}"
         if answers.named
         else "revocation answers: no signed event names one (signed before revision 0004, or no CA answer to keep)"
+    )
+    if anchored is not None:
+        newest = max((anchor for _, anchor in anchored), key=lambda a: a.event_id, default=None)
+        console.print(
+            f"anchors on the chain: {len(anchored)} of {len(anchored)}"
+            + (f" (newest: event {newest.event_id}, {newest.as_dict()['at']})" if newest else "")
+        )
+
+
+def _read_anchors(path: Path) -> list[tuple[int, audit.Anchor]]:
+    """(line number, anchor) for each non-blank line; a line that is not an anchor stops the command (exit 2),
+    named by its number only."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the anchors file {path}: {exc}", exit_code=2) from None
+    anchors = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            anchors.append((number, audit.parse_anchor(line)))
+        except audit.AnchorFormatError as exc:
+            raise CliError(f"{path} line {number} is not an anchor: {exc}", exit_code=2) from None
+    return anchors
+
+
+def _anchor_fault_line(fault: audit.AnchorFault) -> str:
+    anchor = fault.anchor
+    where = f"anchor line {fault.line} (event {anchor.event_id} of {anchor.events}, {anchor.as_dict()['at']})"
+    if fault.problem == "missing":
+        return f"{where}: MISSING: the ledger has no event {anchor.event_id} (the chain was cut short or renumbered)"
+    return (
+        f"{where}: MISMATCH: the ledger's row hash is {fault.found_hash}, the anchor's {anchor.row_hash} "
+        "(the chain was rewritten up to this event)"
     )
 
 

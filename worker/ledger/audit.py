@@ -15,12 +15,13 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from worker import __version__
 from worker.ledger.db import as_utc, is_postgresql, utcnow
 from worker.ledger.revocation_answers import RevocationAnswerCorruptError, checked_der
 from worker.ledger.schema import audit_log, revocation_answers
@@ -247,4 +248,135 @@ def _among(conn: sa.Connection, column: sa.ColumnElement[str], values: list[str]
     if is_postgresql(conn):
         return column == sa.any_(sa.bindparam("values", values, type_=postgresql.ARRAY(sa.String)))
     listed = sa.func.json_each(sa.bindparam("values", json.dumps(values))).table_valued("value")
+    return column.in_(sa.select(listed.c.value))
+
+
+# ------------------------------------------------------------------------------------------------ anchors
+#
+# The chain proves that no row was edited or deleted in place, but not that the whole chain was not rewritten:
+# someone with the database owner's rights can lift the triggers and recompute every hash from the first row
+# altered onwards. An anchor is the chain's head written down somewhere that owner does not control (an
+# e-mail to the director, another system's webhook, an inspector's copy); a rewrite up to an anchored event
+# changes that event's row hash, which ``check_anchors`` then finds.
+
+#: The keys of an anchor, as ``Anchor.as_dict`` writes them (sorted in the JSON line).
+ANCHOR_KEYS = ("at", "event_id", "events", "facility_code", "row_hash", "software")
+
+
+def software() -> str:
+    """``vneid-sync 0.1.0``: the release that wrote an anchor, without a local build suffix (``+g…``)."""
+    return f"vneid-sync {__version__.split('+', 1)[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """The chain's head at ``at``: its last event, that event's row hash and how many events it held."""
+
+    event_id: int
+    row_hash: str
+    events: int
+    at: datetime
+    facility_code: str
+    software: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "at": _in_utc(self.at).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "event_id": self.event_id,
+            "events": self.events,
+            "facility_code": self.facility_code,
+            "row_hash": self.row_hash,
+            "software": self.software,
+        }
+
+    def line(self) -> str:
+        """One JSON line, keys sorted, no spaces: what ``audit anchor`` prints and ``--append`` keeps."""
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def chain_head(conn: sa.Connection, *, facility_code: str, software: str, at: datetime) -> Anchor | None:
+    """The anchor of the chain as committed now, or ``None`` for an empty chain. Appends are serialised and
+    commit in id order (``append``), so the rows up to the last id are the whole chain it heads."""
+    head = conn.execute(
+        sa.select(audit_log.c.id, audit_log.c.row_hash).order_by(audit_log.c.id.desc()).limit(1)
+    ).first()
+    if head is None:
+        return None
+    # Bounded by the head's id: a row committed between the two statements is not counted.
+    events = conn.execute(sa.select(sa.func.count()).where(audit_log.c.id <= head.id)).scalar_one()
+    return Anchor(head.id, head.row_hash, int(events), at, facility_code, software)
+
+
+class AnchorFormatError(ValueError):
+    """A line of an anchors file is not an anchor (the message says why; never the line itself)."""
+
+
+def parse_anchor(text: str) -> Anchor:
+    """One anchor line back into an ``Anchor``. Any JSON object with the keys is accepted (a receiver may have
+    stored the webhook's ``detail`` re-serialised): only ``event_id`` and ``row_hash`` are checked later."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise AnchorFormatError("not JSON") from None
+    if not isinstance(data, dict):
+        raise AnchorFormatError("not a JSON object")
+    missing = [key for key in ANCHOR_KEYS if key not in data]
+    if missing:
+        raise AnchorFormatError(f"missing {', '.join(missing)}")
+    event_id, events, digest = data["event_id"], data["events"], data["row_hash"]
+    if type(event_id) is not int or event_id < 1 or type(events) is not int or events < 1:
+        raise AnchorFormatError("event_id and events must be positive integers")
+    if not isinstance(digest, str) or len(digest) != 64 or digest.strip("0123456789abcdef"):
+        raise AnchorFormatError("row_hash must be 64 lower-case hex digits")
+    try:
+        at = datetime.fromisoformat(str(data["at"]))
+    except ValueError:
+        raise AnchorFormatError("at is not an ISO 8601 time") from None
+    return Anchor(event_id, digest, events, _in_utc(at), str(data["facility_code"]), str(data["software"]))
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """An aware UTC time; a naive one is taken as UTC already (as the ledger stores times)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorFault:
+    """An anchor the ledger no longer matches: the chain was rewritten up to it, or cut short before it."""
+
+    line: int  # 1-based line of the anchors file
+    anchor: Anchor
+    problem: Literal["missing", "mismatch"]  # no event with that id; or its row hash differs
+    found_hash: str | None = None  # the ledger's row hash of that event (``mismatch``)
+
+
+def check_anchors(conn: sa.Connection, anchors: Sequence[tuple[int, Anchor]]) -> tuple[AnchorFault, ...]:
+    """Each (line, anchor) against the event with the anchor's id, in one query for every id: a missing event
+    or a different row hash is a fault. ``verify_chain`` proves the chain links up to its head; this proves
+    the chain is still the one that was anchored (a consistent rewrite passes the first, not this)."""
+    ids = sorted({anchor.event_id for _, anchor in anchors})
+    if not ids:
+        return ()
+    found = {
+        row.id: row.row_hash
+        for row in conn.execute(
+            sa.select(audit_log.c.id, audit_log.c.row_hash).where(_among_ids(conn, audit_log.c.id, ids))
+        )
+    }
+    faults: list[AnchorFault] = []
+    for line, anchor in anchors:
+        stored = found.get(anchor.event_id)
+        if stored is None:
+            faults.append(AnchorFault(line, anchor, "missing"))
+        elif stored != anchor.row_hash:
+            faults.append(AnchorFault(line, anchor, "mismatch", stored))
+    return tuple(faults)
+
+
+def _among_ids(conn: sa.Connection, column: sa.ColumnElement[int], ids: list[int]) -> sa.ColumnElement[bool]:
+    """``_among`` for integer ids: one bound parameter however many anchors a file holds (hourly anchors
+    over years would pass the parameter limits of an IN list)."""
+    if is_postgresql(conn):
+        return column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.BigInteger)))
+    listed = sa.func.json_each(sa.bindparam("ids", json.dumps(ids))).table_valued("value")
     return column.in_(sa.select(listed.c.value))
