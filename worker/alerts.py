@@ -53,6 +53,7 @@ from sqlalchemy.engine import Engine
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
 from worker.health import assess_certificate, assess_evidence_key, describe_error, load_signing_certificate
+from worker.ledger import audit
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import alert_state, destination_status, encounters, versions
 from worker.ledger.states import State
@@ -73,6 +74,8 @@ CERT_UNREADABLE = "certificate_unreadable"
 CERT_REVOKED = "certificate_revoked"
 CERT_STATUS_UNKNOWN = "certificate_status_unknown"
 EVIDENCE_KEY = "evidence_key_unusable"
+AUDIT_ANCHOR = "audit_anchor"  # the informational message carrying the audit chain's head
+ANCHOR_UNSENT = "audit_anchor_unsent"  # the last anchor did not reach every recipient of [audit]
 
 #: Encounter states that never count as late: done, or no longer completed in the HIS.
 _NOT_LATE = frozenset({State.ACCEPTED, State.HIDDEN, State.UNCHANGED, State.SUPERSEDED})
@@ -101,9 +104,13 @@ class Transition:
     summary: str
     detail: dict[str, object]
     delivered: bool = False
+    #: An informational message (the audit anchor), not a condition: status ``info``, sent as it comes.
+    info: bool = False
 
     @property
     def status(self) -> str:
+        if self.info:
+            return "info"
         return "firing" if self.firing else "resolved"
 
 
@@ -221,7 +228,11 @@ class EmailNotifier:
             f"facility: {message.facility_code}",
             f"since: {payload['since']}",
             "",
-            json.dumps(message.transition.detail, ensure_ascii=False, indent=2, default=str),
+            # An informational message's detail is one JSON line, so that it can be kept as it is (an anchor
+            # line for `audit verify --anchors`); an alert's is indented for reading.
+            json.dumps(message.transition.detail, sort_keys=True, separators=(",", ":"), default=str)
+            if message.transition.info
+            else json.dumps(message.transition.detail, ensure_ascii=False, indent=2, default=str),
         ]
         email.set_content("\n".join(lines))
         return email
@@ -677,6 +688,7 @@ def _with_delivered(transition: Transition, delivered: bool) -> Transition:
         transition.summary,
         transition.detail,
         delivered,
+        transition.info,
     )
 
 
@@ -717,3 +729,105 @@ def firing_conditions(engine: Engine) -> list[Firing]:
             summary = ""
         result.append(Firing(row.condition, as_utc(row.since) or datetime.now(UTC), summary))
     return result
+
+
+# =================================================================================== audit anchors
+
+
+class _UnusableNotifier:
+    """A configured anchor recipient that cannot be reached as configured: every send fails, and says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self._reason = reason
+
+    def send(self, message: AlertMessage) -> None:
+        raise NotifierError(f"{self.name}: {self._reason}")
+
+
+def anchor_notifiers(settings: Settings) -> list[Notifier]:
+    """The recipients of audit anchors (``[audit]``), apart from the alerts' recipients: a webhook with its own
+    token, and e-mail through the ``[alerts]`` SMTP server and sender. Empty when anchors are off."""
+    cfg, smtp = settings.audit, settings.alerts
+    notifiers: list[Notifier] = []
+    if cfg.anchor_webhook_url:
+        notifiers.append(WebhookNotifier(cfg.anchor_webhook_url, token=cfg.anchor_webhook_token))
+    if cfg.anchor_email_to:
+        if smtp.smtp_host and smtp.email_from:
+            notifiers.append(
+                EmailNotifier(
+                    host=smtp.smtp_host,
+                    port=smtp.smtp_port,
+                    sender=smtp.email_from,
+                    recipients=cfg.anchor_email_to,
+                    user=smtp.smtp_user,
+                    password=smtp.smtp_password,
+                )
+            )
+        else:  # a recipient without a server: fail (and alert) on every run rather than drop it silently
+            notifiers.append(_UnusableNotifier("email", "alerts.smtp_host and alerts.email_from are not set"))
+    return notifiers
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorDelivery:
+    """What ``publish_audit_anchor`` did: the anchor sent (``None``: the chain is empty) and to whom."""
+
+    anchor: audit.Anchor | None
+    sent: tuple[str, ...] = ()  # notifier names that took it
+    failed: tuple[str, ...] = ()  # "webhook: HTTP 500": the notifier and the failure, never a secret
+
+
+def publish_audit_anchor(
+    engine: Engine,
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    notifiers: Sequence[Notifier] | None = None,
+    alert_notifiers: Sequence[Notifier] | None = None,
+) -> AnchorDelivery | None:
+    """Send the audit chain's head to the ``[audit]`` recipients as an informational message; ``None`` when
+    anchors are off. A recipient that fails is logged and fires ``audit_anchor_unsent`` through the alerts'
+    own notifiers (once, until an anchor reaches every recipient again). Never raises on a failed send."""
+    targets = anchor_notifiers(settings) if notifiers is None else list(notifiers)
+    if not targets:
+        return None
+    moment = as_utc(now) or datetime.now(UTC)
+    facility = settings.payload.facility_code
+    with engine.connect() as conn:
+        anchor = audit.chain_head(conn, facility_code=facility, software=audit.software(), at=moment)
+    if anchor is None:
+        log.info("audit_anchor.empty_chain")
+        return AnchorDelivery(None)
+    summary = f"audit chain head: event {anchor.event_id} of {anchor.events}"
+    transition = Transition(AUDIT_ANCHOR, False, moment, summary, anchor.as_dict(), info=True)
+    message = AlertMessage(facility_code=facility, transition=transition, at=moment)
+    sent: list[str] = []
+    failed: list[str] = []
+    for notifier in targets:
+        try:
+            notifier.send(message)
+            sent.append(notifier.name)
+        except NotifierError as exc:
+            failed.append(str(exc))
+            log.error("audit_anchor.send_failed", notifier=notifier.name, error=str(exc))
+    log.info(
+        "audit_anchor", event_id=anchor.event_id, events=anchor.events, row_hash=anchor.row_hash, sent=sent
+    )
+    observation = Observation(
+        ANCHOR_UNSENT,
+        bool(failed),
+        f"the audit anchor (event {anchor.event_id}) did not reach every [audit] recipient: "
+        + "; ".join(failed)
+        if failed
+        else f"the audit anchor (event {anchor.event_id}) reached every [audit] recipient",
+        {"event_id": anchor.event_id, "sent": sent, "failed": failed},
+    )
+    notify(
+        engine,
+        apply_observations(engine, [observation], moment),
+        notifiers_from_settings(settings) if alert_notifiers is None else alert_notifiers,
+        facility_code=facility,
+        now=moment,
+    )
+    return AnchorDelivery(anchor, tuple(sent), tuple(failed))

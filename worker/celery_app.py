@@ -46,6 +46,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "task": "vneid.purge_evidence",
             "schedule": crontab(hour=4, minute=0),
         }
+    if settings.audit.anchors_enabled:
+        # The chain's head, sent off the server (audit verify --anchors): daily by default.
+        beat_schedule["audit-anchor"] = {
+            "task": "vneid.publish_audit_anchor",
+            "schedule": settings.audit.anchor_every_h * 3600.0,
+        }
     return {
         "broker_url": broker_url,
         "broker_transport_options": transport_options,
@@ -73,6 +79,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "vneid.process_batch": {"queue": SUBMISSION_QUEUE},
             "vneid.backfill_batch": {"queue": BACKFILL_QUEUE},
             "vneid.purge_evidence": {"queue": DISCOVERY_QUEUE},
+            "vneid.publish_audit_anchor": {"queue": DISCOVERY_QUEUE},
         },
         "beat_schedule": beat_schedule,
         "timezone": "Asia/Ho_Chi_Minh",

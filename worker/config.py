@@ -254,6 +254,34 @@ class AlertSettings(Section):
     email_to: tuple[str, ...] = Field((), description="Recipients of alert e-mails.")
 
 
+class AuditSettings(Section):
+    """Anchors of the audit chain: its head (last event id and row hash) sent off the server on a schedule, so
+    that a rewrite of the whole chain by someone with the database owner's rights can be found
+    (`vneid-sync audit verify --anchors FILE`). Off while neither recipient is set. E-mail goes through the
+    `[alerts]` SMTP server and sender; send anchors to someone other than the alerts' recipients."""
+
+    anchor_webhook_url: str | None = Field(
+        None,
+        description="POST each anchor as JSON to this URL (a system the database owner does not control).",
+    )
+    anchor_webhook_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for the anchor webhook (secret); the alerts' token is never sent there.",
+    )
+    anchor_email_to: tuple[str, ...] = Field(
+        (),
+        description="E-mail each anchor to these addresses (e.g. the director's mailbox), through the [alerts] "
+        "SMTP server and sender.",
+    )
+    anchor_every_h: float = Field(
+        24.0, gt=0, description="Send an anchor this often (hours), from the scheduler (`vneid-sync beat`)."
+    )
+
+    @property
+    def anchors_enabled(self) -> bool:
+        return bool(self.anchor_webhook_url or self.anchor_email_to)
+
+
 class FlowerSettings(Section):
     port: int = Field(5555, description="Flower's HTTP port.")
     address: str = Field("127.0.0.1", description="Address Flower binds to (0.0.0.0 in a container).")
@@ -350,6 +378,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertSettings = AlertSettings()
+    audit: AuditSettings = AuditSettings()
     flower: FlowerSettings = FlowerSettings()
 
     @classmethod

@@ -178,3 +178,14 @@ def purge_evidence(self: LedgerTask) -> dict[str, int]:
         result = evidence_store.purge_expired(conn, retention_days=days, now=utcnow())
     log.info("evidence purged", purged=result.purged, remaining=result.remaining, retention_days=days)
     return {"purged": result.purged, "remaining": result.remaining}
+
+
+@app.task(base=LedgerTask, bind=True, name="vneid.publish_audit_anchor")
+def publish_audit_anchor(self: LedgerTask) -> dict[str, int]:
+    """Send the audit chain's head to the ``[audit]`` recipients; nothing when anchors are off. A failed send
+    is logged and alerted by the service, never retried here (the next run sends a newer head)."""
+    pipeline = self.pipeline
+    delivery = alerts.publish_audit_anchor(pipeline.engine, pipeline.settings, utcnow())
+    if delivery is None or delivery.anchor is None:
+        return {"event_id": 0, "sent": 0, "failed": 0}
+    return {"event_id": delivery.anchor.event_id, "sent": len(delivery.sent), "failed": len(delivery.failed)}
