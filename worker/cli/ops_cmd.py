@@ -407,7 +407,8 @@ def audit_verify(
         )
     if anchor_faults:
         problems.append(
-            f"{len(anchor_faults)} of {len(anchored or ())} anchors are not on the chain (rewritten or cut short)"
+            f"{len(anchor_faults)} of {len(anchored or ())} anchors are not on the chain, "
+            "which was rewritten or cut short since"
         )
     if not report.chain_intact:
         raise CliError(
