@@ -24,6 +24,9 @@ whether it holds now, compares with the state stored in ``alert_state`` and noti
   or it does not open the newest stored evidence (the wrong key file, a generated key lost and made anew):
   the running workers keep the key they read at start, but the next one to start stops, or cannot reopen
   the stored files to resend them.
+- ``audit_anchor_unsent``: the last audit anchor (``publish_audit_anchor``: the chain's head sent to the
+  ``[audit]`` recipients, an informational message) did not reach every one of them. Set and cleared by
+  the anchor run itself, not by ``evaluate``.
 
 Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
 
