@@ -276,17 +276,23 @@ def notifiers_from_settings(settings: Settings) -> list[Notifier]:
     if cfg.webhook_url:
         notifiers.append(WebhookNotifier(cfg.webhook_url, token=cfg.webhook_token))
     if cfg.smtp_host and cfg.email_from and cfg.email_to:
-        notifiers.append(
-            EmailNotifier(
-                host=cfg.smtp_host,
-                port=cfg.smtp_port,
-                sender=cfg.email_from,
-                recipients=cfg.email_to,
-                user=cfg.smtp_user,
-                password=cfg.smtp_password,
-            )
-        )
+        notifiers.append(_email_notifier(settings, cfg.email_to))
     return notifiers
+
+
+def _email_notifier(settings: Settings, recipients: Sequence[str]) -> EmailNotifier:
+    """E-mail to ``recipients`` through the ``[alerts]`` SMTP server and sender (both checked by the caller)."""
+    smtp = settings.alerts
+    assert smtp.smtp_host is not None
+    assert smtp.email_from is not None
+    return EmailNotifier(
+        host=smtp.smtp_host,
+        port=smtp.smtp_port,
+        sender=smtp.email_from,
+        recipients=recipients,
+        user=smtp.smtp_user,
+        password=smtp.smtp_password,
+    )
 
 
 # ===================================================================================== conditions
@@ -757,16 +763,7 @@ def anchor_notifiers(settings: Settings) -> list[Notifier]:
         notifiers.append(WebhookNotifier(cfg.anchor_webhook_url, token=cfg.anchor_webhook_token))
     if cfg.anchor_email_to:
         if smtp.smtp_host and smtp.email_from:
-            notifiers.append(
-                EmailNotifier(
-                    host=smtp.smtp_host,
-                    port=smtp.smtp_port,
-                    sender=smtp.email_from,
-                    recipients=cfg.anchor_email_to,
-                    user=smtp.smtp_user,
-                    password=smtp.smtp_password,
-                )
-            )
+            notifiers.append(_email_notifier(settings, cfg.anchor_email_to))
         else:  # a recipient without a server: fail (and alert) on every run rather than drop it silently
             notifiers.append(_UnusableNotifier("email", "alerts.smtp_host and alerts.email_from are not set"))
     return notifiers
