@@ -1,4 +1,5 @@
-"""Make sure only one scheduler (beat) runs: a PostgreSQL session advisory lock, or a lock file for SQLite."""
+"""Make sure only one scheduler (beat), or one discovery, runs at a time: a PostgreSQL session advisory lock, or
+a lock file for SQLite."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-_LOCK_KEYS = {"beat": 0x76626561}  # "vbea"
+_LOCK_KEYS = {"beat": 0x76626561, "discovery": 0x76646973}  # "vbea", "vdis"
 
 
 class AlreadyRunningError(RuntimeError):

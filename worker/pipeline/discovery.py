@@ -8,6 +8,7 @@ work of a lost task, so a message lost in Redis delays a version but never loses
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ class DiscoveryResult:
     opened: int = 0
     version_ids: list[int] = field(default_factory=list)  # kept only when no ``on_opened`` takes them
     hidden: int = 0
+    complete: bool = True  # False: stopped at a page boundary when its time budget ran out; more to read
 
 
 def _register(
@@ -63,16 +65,23 @@ def _register(
         on_opened(registration.version_ids)
 
 
-def discover(pipeline: Pipeline, *, on_opened: OnOpened | None = None) -> DiscoveryResult:
+def discover(
+    pipeline: Pipeline, *, on_opened: OnOpened | None = None, budget_s: float | None = None
+) -> DiscoveryResult:
     """Register everything changed since the watermark; the watermark advances with each committed page.
 
-    ``on_opened`` gets the versions each committed page opened; without it they collect in the result."""
+    ``on_opened`` gets the versions each committed page opened; without it they collect in the result.
+    ``budget_s``: stop at the first page boundary after that many seconds (``complete`` is then False and
+    the next call goes on from the watermark): a first discovery of a million visits outlasts any task time
+    limit, and a limit hit in the middle of a page would throw that page's work away."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     with pipeline.engine.begin() as conn:
         cursor, _ = repo.read_checkpoint(conn, WATERMARK)
     result = DiscoveryResult()
     page: list[EncounterRef] = []
     newest = cursor
-    for ref in pipeline.source().discover(cursor):
+    refs = iter(pipeline.source().discover(cursor))
+    for ref in refs:
         page.append(ref)
         position = Cursor(ref.changed_at, ref.his_key)
         newest = position if newest is None or position > newest else newest
@@ -80,11 +89,19 @@ def discover(pipeline: Pipeline, *, on_opened: OnOpened | None = None) -> Discov
             _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest),
                       on_opened=on_opened)  # fmt: skip
             page = []
+            if deadline is not None and time.monotonic() >= deadline:
+                result.complete = False
+                break
+    close = getattr(refs, "close", None)
+    if close is not None:
+        close()  # a generator left early releases its HIS connection now, not when collected
     if page or newest != cursor:
         _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest),
                   on_opened=on_opened)  # fmt: skip
     log.info(
-        "discovery done",
+        "discovery done"
+        if result.complete
+        else "discovery paused (time budget): continues from the watermark",
         seen=result.seen,
         new=result.new,
         changed=result.changed,

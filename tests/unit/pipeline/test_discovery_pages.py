@@ -50,3 +50,24 @@ def test_each_committed_page_is_handed_on_and_nothing_is_kept(
     assert len({vid for page in pages for vid in page}) == 25
     again = discovery.discover(pipeline, on_opened=on_opened)  # nothing new: no call, nothing opened
     assert (again.opened, len(pages)) == (0, 3)
+
+
+def test_a_spent_time_budget_stops_at_a_page_boundary_and_the_next_call_goes_on(
+    sqlite_ledger: Engine, certificate: x509.Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "_FLUSH_EVERY", 10)
+    source = FakeSource()
+    for index in range(25):
+        source.put(encounter(Kind.OUTPATIENT_EXAM, his_key=f"{7000 + index}"), T0 + timedelta(seconds=index))
+    pipeline = fake_pipeline(sqlite_ledger, load_settings(), source, FakeSigner(certificate), FakeGateway())
+    pages: list[list[int]] = []
+    runs = []
+    while True:
+        # budget 0: every call commits exactly one page, then stops
+        found = discovery.discover(pipeline, on_opened=pages.append, budget_s=0)
+        runs.append((found.seen, found.complete))
+        if found.complete:
+            break
+    assert runs == [(10, False), (10, False), (5, True)]
+    assert len({vid for page in pages for vid in page}) == 25  # every visit once, none read twice
+    assert discovery.discover(pipeline, on_opened=pages.append, budget_s=0).opened == 0
