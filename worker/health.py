@@ -525,8 +525,8 @@ def read_autovacuum(conn: sa.Connection) -> tuple[str, list[str]]:
 
 def judge_maintenance(server: str, disabled: Sequence[str]) -> CheckResult:
     """Measured in the 1M scale run on a server with autovacuum off: about 20 accepted encounters/s while the
-    tables grew from empty (stale plans), 50/s after one ANALYZE, full speed with VACUUM (ANALYZE) every
-    5 minutes."""
+    tables grew from empty (stale plans), 50/s after one ANALYZE, about 100/s (the gateway simulator's limit)
+    with VACUUM (ANALYZE) every 5 minutes."""
     advice = (
         ": the ledger's statistics and query plans go stale as it grows (a backfill slows several-fold). Turn "
         "autovacuum on, or run `VACUUM (ANALYZE) versions, encounters, evidence, audit_log` every few minutes"
