@@ -130,13 +130,14 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
             rules=sorted({str(issue.get("rule")) for issue in entry.issues}),
         )
     signed: list[repo.Signed] = []
+    answers: dict[str, RevocationAnswer] = {}  # one ledger copy per distinct CA answer in the batch
     for item, document in to_sign:
         signed_bytes = pipeline.signer.sign(document)
         if pipeline.verifier is not None:
             pipeline.verifier(signed_bytes)  # a signer defect must stop here, before anything is kept or sent
         digest = hashlib.sha256(signed_bytes).hexdigest()
-        signed.append(repo.Signed(item, signed_bytes, digest, revocation=_revocation_record(pipeline),
-                                  revocation_answer=_revocation_answer(pipeline)))  # fmt: skip
+        record, answer = _revocation(pipeline, answers)
+        signed.append(repo.Signed(item, signed_bytes, digest, revocation=record, revocation_answer=answer))
     with pipeline.engine.begin() as conn:
         repo.record_signed_many(
             conn,
@@ -147,32 +148,32 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
     return {entry.item.version_id: entry.document for entry in signed}
 
 
-def _revocation_record(pipeline: Pipeline) -> dict[str, object]:
+def _revocation(
+    pipeline: Pipeline, answers: dict[str, RevocationAnswer]
+) -> tuple[dict[str, object], RevocationAnswer | None]:
     """The certificate's revocation status the signature just made was allowed on, for its audit event
-    (DOMAIN.md §10.5). The revocation guard (adapters/signers/revocation/guard.py) knows it; a signer without
-    the guard checked nothing (``signer.revocation = "off"``), and the record says so."""
-    record = getattr(pipeline.signer, "revocation_record", None)
-    found = record() if callable(record) else None
+    (DOMAIN.md §10.5), and the CA's signed answer (DER OCSP response or CRL) behind it, which the ledger keeps
+    once per distinct answer. The revocation guard (adapters/signers/revocation/guard.py) knows both; a signer
+    without the guard checked nothing (``signer.revocation = "off"``), and the record says so. ``answers``
+    holds the ledger's form of each answer already met in the batch, so it is made once, not per file."""
+    record_of = getattr(pipeline.signer, "revocation_record", None)
+    record = record_of() if callable(record_of) else None
+    if record is None:
+        return {"policy": pipeline.settings.signer.revocation, "state": "not_checked"}, None
+    answer_of = getattr(pipeline.signer, "revocation_answer", None)
+    found = answer_of() if callable(answer_of) else None
     if found is None:
-        return {"policy": pipeline.settings.signer.revocation, "state": "not_checked"}
-    return dict(found)
-
-
-def _revocation_answer(pipeline: Pipeline) -> RevocationAnswer | None:
-    """The CA's signed answer (DER OCSP response or CRL) behind that status, which the ledger keeps once per
-    distinct answer (``None``: nothing checked, or unknown). Read from the guard like the status."""
-    answer = getattr(pipeline.signer, "revocation_answer", None)
-    found = answer() if callable(answer) else None
-    if found is None:
-        return None
-    return RevocationAnswer(
-        sha256=found.sha256,
-        kind=found.source.value,
-        der=found.der,
-        url=found.url,
-        this_update=found.this_update,
-        next_update=found.next_update,
-    )
+        return record, None
+    if found.sha256 not in answers:
+        answers[found.sha256] = RevocationAnswer(
+            sha256=found.sha256,
+            kind=found.source.value,
+            der=found.der,
+            url=found.url,
+            this_update=found.this_update,
+            next_update=found.next_update,
+        )
+    return record, answers[found.sha256]
 
 
 def _load_signed(pipeline: Pipeline, items: Sequence[WorkItem], signed: dict[int, bytes]) -> dict[str, str]:
