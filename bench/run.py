@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import machine_description, progress
+from bench.scale import throughput_per_tenth
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_RESULTS = ROOT / "var" / "bench" / "last-run.json"
@@ -556,17 +557,7 @@ def partial_scale_section() -> list[str]:
         return []
     size, last = partial["encounters"], timeline[-1]
     discovered = next((row["t_s"] for row in timeline if row["registered"] >= size), None)
-    first = next((row for row in timeline if row["accepted"] > 0), None)
-    rates = []
-    if first is not None:
-        previous = first
-        for k in range(1, 11):
-            row = next((r for r in timeline if r["accepted"] >= size * k / 10), None)
-            if row is None:
-                break
-            span = row["t_s"] - previous["t_s"]
-            rates.append(round((row["accepted"] - previous["accepted"]) / span, 1) if span > 0 else None)
-            previous = row
+    rates = throughput_per_tenth(size, timeline)
     memory = partial.get("memory") or {}
     processes = memory.get("processes") or {}
     return [

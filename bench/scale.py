@@ -369,18 +369,7 @@ def summarise(
     accepted = final.get("accepted", 0)
     discovered_at = next((row["t_s"] for row in timeline if row["registered"] >= size), None)
     first_accept = next((row["t_s"] for row in timeline if row["accepted"] > 0), None)
-    # Throughput per tenth of the encounters: time from k*10 % to (k+1)*10 % accepted.
-    tenths = []
-    previous_t = first_accept or 0.0
-    previous_n = 0
-    for k in range(1, 11):
-        mark = size * k / 10
-        row = next((r for r in timeline if r["accepted"] >= mark), None)
-        if row is None:
-            break
-        span = row["t_s"] - previous_t
-        tenths.append(round((row["accepted"] - previous_n) / span, 1) if span > 0 else None)
-        previous_t, previous_n = row["t_s"], row["accepted"]
+    tenths = throughput_per_tenth(size, timeline)
     rates = [rate for rate in tenths if rate]
     memory = memory_report(size, timeline)
     return {
@@ -410,6 +399,24 @@ def summarise(
         "disturbed_by_service_restart": observed.disturbed,
         "timeline": timeline[:: max(len(timeline) // 60, 1)],
     }
+
+
+def throughput_per_tenth(size: int, timeline: list[dict[str, Any]]) -> list[float | None]:
+    """Accepted/s over each completed tenth of the encounters: from the first acceptance to 10 %, then from
+    k*10 % to (k+1)*10 % accepted."""
+    first_accept = next((row["t_s"] for row in timeline if row["accepted"] > 0), None)
+    tenths: list[float | None] = []
+    previous_t = first_accept or 0.0
+    previous_n = 0
+    for k in range(1, 11):
+        mark = size * k / 10
+        row = next((r for r in timeline if r["accepted"] >= mark), None)
+        if row is None:
+            break
+        span = row["t_s"] - previous_t
+        tenths.append(round((row["accepted"] - previous_n) / span, 1) if span > 0 else None)
+        previous_t, previous_n = row["t_s"], row["accepted"]
+    return tenths
 
 
 def memory_report(size: int, timeline: list[dict[str, Any]]) -> dict[str, Any]:
