@@ -95,7 +95,7 @@ def discover(
     close = getattr(refs, "close", None)
     if close is not None:
         close()  # a generator left early releases its HIS connection now, not when collected
-    if page or newest != cursor:
+    if page:  # full pages already committed their checkpoint, which equals newest
         _register(pipeline, page, result, reason="discovered", checkpoint=(WATERMARK, newest),
                   on_opened=on_opened)  # fmt: skip
     log.info(
