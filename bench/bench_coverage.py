@@ -52,7 +52,7 @@ from worker.domain import derive_ma_lk
 from worker.ledger import migrate
 from worker.ledger.db import create_ledger_engine
 from worker.logging import configure_logging
-from worker.ports import EncounterRef
+from worker.ports import EncounterRef, EncounterSource
 from worker.reporting import coverage
 from worker.reporting.deadlines import DeadlineCalendar
 
@@ -307,9 +307,9 @@ CALENDAR = DeadlineCalendar(DeadlineSettings())
 SEND_TARGET = coverage.send_target_delay(CALENDAR)
 
 
-def compute_in_memory_his(engine: sa.Engine, his: InMemoryHis) -> coverage.CoverageReport:
+def compute(engine: sa.Engine, his: EncounterSource) -> coverage.CoverageReport:
     return coverage.compute(
-        his,  # type: ignore[arg-type]  # only list_completed is called
+        his,
         engine,
         facility_code=FACILITY,
         start=START,
@@ -436,7 +436,7 @@ def measure(engine: sa.Engine, rows: int, repeats: int, previous: bool) -> dict[
     ledger_per_day(engine, listed)  # warm the statement cache and the pool
     per_day = timed(lambda: ledger_per_day(engine, listed), repeats)
     empty_days = timed(lambda: ledger_per_day(engine, listed, EMPTY_START), repeats)
-    whole = timed(lambda: compute_in_memory_his(engine, his), repeats)
+    whole = timed(lambda: compute(engine, his), repeats)  # type: ignore[arg-type]  # InMemoryHis lists, nothing more
     summary = report_summary(whole.pop("result_rows"))
     whole["result_rows"] = summary["totals"]["completed"]
     result: dict[str, Any] = {}
@@ -466,64 +466,118 @@ def measure(engine: sa.Engine, rows: int, repeats: int, previous: bool) -> dict[
     }
 
 
-HIS_BASE = 5_000  # real demo encounters seeded; the rest are copies of their visit rows
+#: The demo seeder's own encounters (the schema, patients, departments and a template visit), dated before the
+#: reported range so they never show in it.
+HIS_TEMPLATE_VISITS = 20
+HIS_TEMPLATE_SINCE = date(2025, 1, 1)
 
 
-def his_side(rows: int) -> dict[str, Any]:
-    """``list_completed`` of the demo adapter over PostgreSQL, day by day over the range, as ``compute`` calls
-    it. ``HIS_BASE`` encounters are seeded by the demo seeder (visits, patients, lines), then their visit rows
-    are copied under new keys up to ``rows`` visits: listing reads only ``visits`` and ``departments``, so
-    the copies cost what real visits would."""
+def _his_visit_lines(count: int) -> Iterator[str]:
+    """COPY lines ``number, visit_code, discharged_at (local, naive), insured`` of every encounter the
+    in-memory HIS lists: the ledger's encounters but the hidden ones, plus the never registered twins."""
+    his = InMemoryHis(count)
+    number = 0
+    for refs in his.by_day.values():
+        for ref in refs:
+            number += 1
+            local = (ref.completed_at + LOCAL_OFFSET).replace(tzinfo=None)
+            yield f"{number}\t{ref.his_key}\t{local:%Y-%m-%d %H:%M:%S}\t{'t' if ref.insured else 'f'}"
+
+
+def fill_matching_his(url: str, count: int) -> int:
+    """A demo HIS on PostgreSQL whose completed visits are exactly what ``InMemoryHis(count)`` lists: the demo
+    seeder makes the schema and a few template visits (in 2025), then every listed encounter becomes a copy
+    of a template visit under its own key and discharge time, by COPY into a key table and one INSERT ...
+    SELECT. Listing reads only ``visits`` and ``departments``, so the copies cost what real visits would."""
+    seed_demo_his(
+        url, encounters=HIS_TEMPLATE_VISITS, bad_share=0.0, since=HIS_TEMPLATE_SINCE,
+        until=HIS_TEMPLATE_SINCE + timedelta(days=1), random_seed=42, facility_code=FACILITY,
+    )  # fmt: skip
+    engine = sa.create_engine(url)
+    try:
+        names = [column.name for column in demo_schema.visits.columns]
+        from_key_table = {
+            "id": "t.number + template.last_id",
+            "visit_code": "t.visit_code",
+            "discharged_at": "t.discharged_at",
+            "paid_at": "t.discharged_at",
+            "updated_at": "t.discharged_at",
+            "status": "'PAID'",
+            "deleted_at": "NULL",
+            "card_number": "CASE WHEN t.insured THEN v.card_number END",
+        }
+        copied = ", ".join(from_key_table.get(name, f"v.{name}") for name in names)
+        raw = engine.raw_connection()
+        try:
+            driver: Any = raw.driver_connection
+            with driver.cursor() as cursor:
+                cursor.execute(
+                    "CREATE TEMPORARY TABLE listed_keys (number integer, visit_code text, "
+                    "discharged_at timestamp, insured boolean)"
+                )
+                with cursor.copy("COPY listed_keys FROM STDIN") as copy:
+                    for line in _his_visit_lines(count):
+                        copy.write(line + "\n")
+                cursor.execute(
+                    f"INSERT INTO visits ({', '.join(names)}) SELECT {copied} FROM listed_keys t "  # our own column names
+                    "CROSS JOIN (SELECT max(id) AS last_id, min(id) AS first_id FROM visits) template "
+                    "JOIN visits v ON v.id = template.first_id"
+                )
+            driver.commit()
+        finally:
+            raw.close()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE visits")
+            return int(conn.exec_driver_sql("SELECT count(*) FROM visits").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def his_side(ledger: sa.Engine, rows: int, repeats: int) -> dict[str, Any]:
+    """The whole ``coverage.compute`` as ``vneid-sync coverage`` runs it: the demo adapter over a PostgreSQL
+    HIS that lists the same encounters as ``InMemoryHis`` (``fill_matching_his``), and ``list_completed``
+    alone over the same HIS, day by day."""
     with scratch_database("coverage_his") as (url, kind):
         with measured() as seeding:
-            seed_demo_his(
-                url, encounters=HIS_BASE, since=START, until=START + timedelta(days=DAYS - 1), random_seed=42
-            )
-            copies = -(-rows // HIS_BASE) - 1
-            engine = sa.create_engine(url)
-            names = [column.name for column in demo_schema.visits.columns]
-            with engine.begin() as conn:
-                last_id = conn.exec_driver_sql("SELECT max(id) FROM visits").scalar_one()
-                renamed = {"id": f"v.id + g * {last_id}", "visit_code": "v.visit_code || '-' || g"}
-                copied = ", ".join(renamed.get(name, f"v.{name}") for name in names)
-                conn.exec_driver_sql(
-                    f"INSERT INTO visits ({', '.join(names)}) SELECT {copied} FROM visits v "
-                    f"CROSS JOIN generate_series(1, {copies}) g"
-                )
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE visits")
-                visits = conn.exec_driver_sql("SELECT count(*) FROM visits").scalar()
-            engine.dispose()
-        progress(f"coverage: HIS of {visits} visits ready in {seeding.wall_s:.0f} s; listing day by day")
+            visits = fill_matching_his(url, rows)
+        progress(f"coverage: HIS of {visits} visits ready in {seeding.wall_s:.0f} s; timing compute on it")
         source = DemoSource.from_settings(HisSettings(), url=url, facility_code=FACILITY)
         try:
 
             def list_every_day() -> int:
                 return sum(sum(1 for _ in source.list_completed(lo, hi)) for _, lo, hi in local_days())
 
-            listed = list_every_day()  # warm the pool and the server's cache
-            with measured() as span:
-                listed = list_every_day()
+            compute(ledger, source)  # warm the pools and the servers' caches
+            whole = timed(lambda: compute(ledger, source), repeats)
+            summary = report_summary(whole.pop("result_rows"))
+            whole["result_rows"] = summary["totals"]["completed"]
+            listing = timed(list_every_day, repeats)
         finally:
             source.close()
     return {
         "database": kind,
         "visits": visits,
-        "seeded_encounters": HIS_BASE,
         "page_size": HisSettings().page_size,
-        "listed": listed,
-        "wall_s": round(span.wall_s, 3),
-        "cpu_s_this_process": round(span.cpu_s, 3),
-        "refs_per_s": round(listed / span.wall_s) if span.wall_s else None,
+        "compute": whole,
+        "report": summary,
+        "list_completed": listing,
     }
 
 
 def run(
     rows: int, repeats: int, previous: bool = False, url: str | None = None, his: bool = False
 ) -> dict[str, Any]:
+    def measure_all(engine: sa.Engine) -> dict[str, Any]:
+        result = measure(engine, rows, repeats, previous)
+        if result["rows"]["encounters"] != rows:
+            raise SystemExit(f"--rows {rows} but the ledger holds {result['rows']['encounters']} encounters")
+        if his:
+            result["whole_compute_demo_his"] = his_side(engine, rows, repeats)
+        return result
+
     if url:
         engine = create_ledger_engine(url)
-        measured_ = measure(engine, rows, repeats, previous)
+        measured_ = measure_all(engine)
         engine.dispose()
         fill_seconds = None
         kind = engine.dialect.name
@@ -534,12 +588,8 @@ def run(
             progress(f"coverage: COPY {rows} encounters (+ versions)")
             fill_seconds = fill(engine, rows)
             progress(f"coverage: filled in {fill_seconds:.1f} s")
-            measured_ = measure(engine, rows, repeats, previous)
+            measured_ = measure_all(engine)
             engine.dispose()
-    if measured_["rows"]["encounters"] != rows:
-        raise SystemExit(f"--rows {rows} but the ledger holds {measured_['rows']['encounters']} encounters")
-    if his:
-        measured_["his_list_completed"] = his_side(rows)
     ledger_s = measured_["ledger_per_day"]["wall_s"]
     compute_s = measured_["compute_in_memory_his"]["wall_s"]
     scale = 1_000_000 / rows
@@ -576,7 +626,7 @@ def main() -> None:
     parser.add_argument("--previous", action="store_true", help="Also time the query used before 0002.")
     parser.add_argument("--url", help="A ledger this script filled with --rows earlier (kept as is).")
     parser.add_argument(
-        "--his", action="store_true", help="Also time list_completed over a demo HIS of --rows."
+        "--his", action="store_true", help="Also time the whole compute over a matching demo HIS."
     )
     args = parser.parse_args()
     configure_logging("WARNING", "json")

@@ -84,6 +84,22 @@ class EncounterSource(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class CompletedKeyLister(Protocol):
+    """What a source may add for coverage over long ranges: the keys alone, in one query per range, instead
+    of one ``EncounterRef`` per encounter. Coverage uses it when a source has it and ``list_completed``
+    otherwise; both must name the same encounters."""
+
+    def completed_keys(self, start: datetime, end: datetime) -> list[str]:
+        """The HIS key of every encounter completed in ``[start, end)``, in no particular order, each in the
+        form ``EncounterRef.his_key`` gives it."""
+        ...
+
+    def refs(self, his_keys: Sequence[str]) -> list[EncounterRef]:
+        """The ``EncounterRef`` of each key that the HIS shows completed (any order; absent keys left out)."""
+        ...
+
+
 # ------------------------------------------------------------------------------------------------ signing
 
 

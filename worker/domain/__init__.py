@@ -1,6 +1,6 @@
 """The canonical domain model: a completed encounter in the standard's vocabulary."""
 
-from worker.domain.encounter import Encounter, derive_ma_lk
+from worker.domain.encounter import Encounter, derive_ma_lk, derive_ma_lks
 from worker.domain.records import (
     BirthCertificate,
     ClinicalNote,
@@ -42,4 +42,5 @@ __all__ = [
     "TbTreatment",
     "Visit",
     "derive_ma_lk",
+    "derive_ma_lks",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -45,6 +47,26 @@ def derive_ma_lk(facility_code: str, his_key: str) -> str:
     ):
         return candidate
     return f"{facility_code}-h{hashlib.sha256(his_key.encode('utf-8')).hexdigest()[:40]}"
+
+
+#: Characters of a HIS key that ``derive_ma_lk`` keeps as they are (``str.isalnum`` of ASCII, ``-`` and ``_``).
+_PLAIN_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def derive_ma_lks(facility_code: str, his_keys: Sequence[str]) -> dict[str, str]:
+    """``derive_ma_lk`` of many keys, as MA_LK → HIS key. When every key is kept readable (the usual case:
+    checked in one pass over the keys joined) the MA_LKs are made without a function call per key, which
+    matters to coverage at a million keys; otherwise key by key."""
+    prefix = f"{facility_code}-"
+    if (
+        his_keys
+        and facility_code.isascii()
+        and facility_code.isalnum()
+        and len(prefix) + max(map(len, his_keys)) <= 100
+        and _PLAIN_KEY_CHARACTERS.fullmatch("".join(his_keys))
+    ):
+        return dict(zip(map(prefix.__add__, his_keys), his_keys, strict=True))
+    return {derive_ma_lk(facility_code, key): key for key in his_keys}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

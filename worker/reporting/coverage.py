@@ -1,17 +1,21 @@
 """Coverage: every encounter the HIS shows as completed in a range, compared with the ledger.
 
-The HIS side comes from the adapter's ``list_completed`` (read-only); the ledger side from ``encounters``.
-The comparison runs day by day (on PostgreSQL two days at once, each on its own connection and snapshot:
-``map_days``), so memory stays bounded whatever the range. For each bucket (day,
+The HIS side comes from the adapter (read-only): the keys alone of a day's completed encounters
+(``CompletedKeyLister.completed_keys``, one query), or ``list_completed`` from a source without it. The ledger
+side comes from ``encounters``. The comparison runs day by day (on PostgreSQL two days at once, each on its
+own connection and snapshot: ``map_days``), so memory stays bounded whatever the range. For each bucket (day,
 department, visit type or insurance) it counts completed, accepted, pending, rejected, quarantined, dead,
 hidden and missing (never discovered), and it lists every encounter that is not accepted, with its state,
 reason and age, and whether it broke a deadline.
 
-The comparison is key by key (MA_LK, derived from the HIS key as discovery derives it), but the ledger does
-not send a row per encounter: a day's accepted MA_LKs (most of them) arrive joined in one string, read from
-the ``(completed_at, ma_lk, state, accepted_at)`` index alone, and only the encounters in another state, or
-that the HIS no longer lists, are read as rows. "Accepted late" compares the acceptance time with the send
-target after the completion time the ledger registered, the one the accepted version was built from.
+The comparison is key by key (MA_LK, derived from the HIS key as discovery derives it) but as sets, not one
+Python step per encounter: a day's accepted MA_LKs (most of them) arrive from the ledger joined in one
+string, read from the ``(completed_at, ma_lk, state, accepted_at)`` index alone, and only the encounters in
+another state, or that the HIS no longer lists, are read as rows. A registered encounter is placed in its
+bucket, and its gap dated, by what the ledger registered from the HIS: discovery registers every change the
+HIS dates, so the two differ only until the next discovery. Encounters the ledger never registered are
+described by the HIS (``refs``). "Accepted late" compares the acceptance time with the send target after the
+completion time the ledger registered, the one the accepted version was built from.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker.domain import derive_ma_lk
+from worker.domain import derive_ma_lk, derive_ma_lks
 from worker.domain.values import VIETNAM_TZ
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import encounters, versions
 from worker.ledger.states import ACTIVE, State
-from worker.ports import EncounterRef, EncounterSource
+from worker.ports import CompletedKeyLister, EncounterRef, EncounterSource
 from worker.reporting.deadlines import DeadlineCalendar
 
 MISSING = "missing"
@@ -110,10 +114,6 @@ def _bucket(group_by: GroupBy, ref_day: date, department: str | None, visit_type
     if group_by is GroupBy.INSURANCE:
         return insurance
     return f"{visit_type or '(none)'} / {insurance}"
-
-
-def _ref_bucket(group_by: GroupBy, ref_day: date, ref: EncounterRef) -> str:
-    return _bucket(group_by, ref_day, ref.department, ref.visit_type, ref.insured)
 
 
 def _days(start: date, end: date) -> Iterator[date]:
@@ -193,7 +193,18 @@ def _not_accepted_that_day(rules: sa.ScalarSelect[Any]) -> sa.Select[Any]:
     ``(state, completed_at)`` index (an explicit IN list, not ``<>``: each state is one range scan, so the
     accepted rows are never read)."""
     return (
-        sa.select(encounters.c.ma_lk, encounters.c.state, versions.c.last_error_code, rules.label("rules"))
+        sa.select(
+            encounters.c.ma_lk,
+            encounters.c.his_key,
+            encounters.c.completed_at,
+            encounters.c.department,
+            encounters.c.visit_type,
+            encounters.c.insured,
+            encounters.c.state,
+            versions.c.last_error_code,
+            # Only a version with issues has rules: the subquery is not run for the others.
+            sa.case((versions.c.issues.is_not(None), rules)).label("rules"),
+        )
         .outerjoin(versions, versions.c.id == encounters.c.current_version_id)
         .where(
             *_COMPLETED_THAT_DAY,
@@ -207,7 +218,7 @@ _NOT_ACCEPTED_THAT_DAY_SQLITE = _not_accepted_that_day(_RULES_SQLITE)
 #: The encounter as registered, for the ones the HIS no longer lists (reported from the ledger alone).
 _REGISTERED = sa.select(
     encounters.c.ma_lk, encounters.c.his_key, encounters.c.completed_at, encounters.c.department,
-    encounters.c.visit_type, encounters.c.insured,
+    encounters.c.visit_type, encounters.c.insured, encounters.c.state,
 ).where(encounters.c.ma_lk.in_(sa.bindparam("ma_lks", expanding=True)))  # fmt: skip
 
 #: A row of ``_not_accepted_that_day`` or of ``_REGISTERED``.
@@ -221,9 +232,9 @@ def _split(joined: str | None) -> set[str]:
 @dataclass(frozen=True, slots=True)
 class LedgerDay:
     """The ledger's view of one day. ``accepted`` and ``late`` (accepted after the send target) are MA_LKs
-    only; ``others`` maps the MA_LK of every encounter in any other state to its state, last error and
-    issues; ``unlisted`` holds the registration (his_key, completion time, buckets) of every encounter of
-    the day that the HIS did not list."""
+    only; ``others`` maps the MA_LK of every encounter in any other state to its registration, state, last
+    error and issues; ``unlisted`` holds the registration (his_key, completion time, buckets, state) of every
+    encounter of the day that the HIS did not list."""
 
     accepted: set[str]
     late: set[str]
@@ -299,7 +310,11 @@ def _on_reader(
 
 
 def read_ledger_day(
-    conn: sa.Connection, start: datetime, end: datetime, listed: Collection[str], send_target: timedelta
+    conn: sa.Connection,
+    start: datetime,
+    end: datetime,
+    listed: Collection[str],
+    send_target: timedelta,
 ) -> LedgerDay:
     """The ledger for [start, end) in one snapshot, so the rows agree with the counts. Only what is not
     accepted (a few percent) or not listed by the HIS is read row by row."""
@@ -370,7 +385,7 @@ def compute(
 
     for day in map_days(engine, _days(start, end), compare):
         day.add_to(report)
-    report.gaps.sort(key=lambda gap: gap.completed_at)
+    report.gaps.sort(key=lambda gap: (gap.completed_at, gap.ma_lk))
     return report
 
 
@@ -399,6 +414,45 @@ class _DayComparison:
             daily["hidden"] += count
 
 
+@dataclass(frozen=True, slots=True)
+class HisDay:
+    """The HIS's completed encounters of one range: MA_LK → HIS key; their ``EncounterRef`` by MA_LK when
+    the source listed them whole (``None`` when it listed the keys alone); and how to describe a few."""
+
+    keys: dict[str, str]
+    listed: dict[str, EncounterRef] | None
+    refs: Callable[[list[str]], list[EncounterRef]]
+
+
+def read_his_day(
+    source: EncounterSource, facility_code: str, start: datetime, end: datetime, *, whole: bool
+) -> HisDay:
+    """The keys alone in one query when the source can list them so and ``whole`` (each encounter's own
+    buckets) is not needed; otherwise every ``EncounterRef`` from ``list_completed``."""
+    if not whole and isinstance(source, CompletedKeyLister):
+        return HisDay(derive_ma_lks(facility_code, source.completed_keys(start, end)), None, source.refs)
+    by_key = {ref.his_key: ref for ref in source.list_completed(start, end)}
+    keys = derive_ma_lks(facility_code, list(by_key))
+    listed = {ma_lk: by_key[his_key] for ma_lk, his_key in keys.items()}
+    return HisDay(keys, listed, lambda wanted: [by_key[key] for key in wanted if key in by_key])
+
+
+@dataclass(frozen=True, slots=True)
+class _DayClocks:
+    """The deadlines of the visits that ended on one day, made once for all the day's gaps."""
+
+    target_delay: timedelta
+    claim_at: datetime
+    now: datetime
+
+    def gap(self, ma_lk: str, his_key: str, completed_at: datetime, state: str, reason: str) -> Gap:
+        return Gap(
+            ma_lk=ma_lk, his_key=his_key, completed_at=completed_at, state=state, reason=reason,
+            age_hours=(self.now - completed_at).total_seconds() / 3600,
+            target_breached=self.now > completed_at + self.target_delay, claim_breached=self.now > self.claim_at,
+        )  # fmt: skip
+
+
 def _compare_day(
     source: EncounterSource,
     conn: sa.Connection,
@@ -412,39 +466,51 @@ def _compare_day(
 ) -> _DayComparison:
     lo, hi = _local_midnight(day), _local_midnight(day + timedelta(days=1))
     # The HIS first, read to the end before the ledger transaction opens: an encounter completed while
-    # the report runs is then found registered rather than reported missing.
-    his_refs: dict[str, EncounterRef] = {
-        derive_ma_lk(facility_code, ref.his_key): ref for ref in source.list_completed(lo, hi)
-    }
-    ledger = read_ledger_day(conn, lo, hi, his_refs.keys(), send_target)
+    # the report runs is then found registered rather than reported missing. A report by day needs no HIS
+    # bucket: the keys alone, when the source can list them so.
+    by_day = group_by is GroupBy.DAY
+    his = read_his_day(source, facility_code, lo, hi, whole=not by_day)
+    listed = his.keys
+    ledger = read_ledger_day(conn, lo, hi, listed.keys(), send_target)
     result = _DayComparison(day.isoformat())
-    listed_accepted = ledger.accepted.intersection(his_refs)
-    if group_by is GroupBy.DAY and listed_accepted:  # a single bucket: counted as a set, not one by one
-        result.listed[result.day_key, ACCEPTED] = len(listed_accepted)
-    elif listed_accepted:
-        result.listed.update(
-            (_ref_bucket(group_by, day, his_refs[ma_lk]), ACCEPTED) for ma_lk in listed_accepted
+
+    def bucket(row: _Row | EncounterRef) -> str:
+        return (
+            result.day_key if by_day else _bucket(group_by, day, row.department, row.visit_type, row.insured)
         )
-    for ma_lk, ref in his_refs.items():
-        if ma_lk in listed_accepted:
+
+    clocks = _DayClocks(calendar.target_delay, calendar.claim_at(day), now)
+    listed_accepted = listed.keys() & ledger.accepted
+    if his.listed is None:  # by day: one bucket, counted as a set
+        if listed_accepted:
+            result.listed[result.day_key, ACCEPTED] = len(listed_accepted)
+    else:  # a listed encounter counts under the bucket the HIS gives it now
+        result.listed.update((bucket(his.listed[ma_lk]), ACCEPTED) for ma_lk in listed_accepted)
+    result.accepted_late = len(listed.keys() & ledger.late)
+
+    for ma_lk, row in ledger.others.items():  # registered, listed, not accepted
+        if ma_lk not in listed:
             continue
-        row = ledger.others.get(ma_lk)
-        if row is None:
-            column, state, reason = MISSING, MISSING, "never discovered"
-        else:
-            state, reason = str(row.state), _reason(row)
-            column = PENDING if state in ACTIVE else state
-        result.listed[_ref_bucket(group_by, day, ref), column] += 1
-        clocks = calendar.clocks(ref.completed_at)
+        state = str(row.state)
+        ref = his.listed[ma_lk] if his.listed is not None else None
+        # Dated by the HIS when it listed the encounter whole, else by the ledger's registration (the same
+        # day, the same time but for a change the next discovery has yet to register).
+        completed = ref.completed_at if ref is not None else (as_utc(row.completed_at) or lo)
+        result.listed[bucket(ref or row), PENDING if state in ACTIVE else state] += 1
+        result.gaps.append(clocks.gap(ma_lk, row.his_key, completed, state, _reason(row)))
+
+    missing = listed.keys() - ledger.accepted - ledger.others.keys()  # listed, never registered
+    # Described by the HIS; one that stopped being completed since it was listed is left out.
+    for ref in his.refs(sorted(listed[ma_lk] for ma_lk in missing)) if missing else ():
+        result.listed[bucket(ref), MISSING] += 1
         result.gaps.append(
-            Gap(ma_lk=ma_lk, his_key=ref.his_key, completed_at=ref.completed_at, state=state, reason=reason,
-                age_hours=(now - ref.completed_at).total_seconds() / 3600,
-                target_breached=now > clocks.target_at, claim_breached=now > clocks.claim_at)
+            clocks.gap(derive_ma_lk(facility_code, ref.his_key), ref.his_key, ref.completed_at, MISSING,
+                       "never discovered")
         )  # fmt: skip
-    result.accepted_late = len(ledger.late.intersection(his_refs))
+
     for ma_lk, row in sorted(ledger.unlisted.items()):
         # In the ledger but no longer listed by the HIS for that day: hidden/deleted, reported not dropped.
-        result.hidden[_bucket(group_by, day, row.department, row.visit_type, row.insured)] += 1
+        result.hidden[bucket(row)] += 1
         completed = as_utc(row.completed_at) or now
         result.gaps.append(
             Gap(ma_lk=ma_lk, his_key=row.his_key, completed_at=completed, state=State.HIDDEN,

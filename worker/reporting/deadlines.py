@@ -50,11 +50,27 @@ class DeadlineCalendar:
     def __init__(self, settings: DeadlineSettings) -> None:
         self.settings = settings
         self.holidays = load_holidays(settings.holidays_file)
+        # The claim day of each visit day, computed once: a report dates tens of thousands of gaps over a
+        # few hundred days.
+        self._claim_days: dict[date, date] = {}
+
+    def claim_day(self, visit_day: date) -> date:
+        claim_day = self._claim_days.get(visit_day)
+        if claim_day is None:
+            claim_day = add_working_days(visit_day, self.settings.claim_working_days, self.holidays)
+            self._claim_days[visit_day] = claim_day
+        return claim_day
+
+    def claim_at(self, visit_day: date) -> datetime:
+        """The claim limit of every visit that ended on ``visit_day`` (local date)."""
+        return datetime.combine(self.claim_day(visit_day), time(23, 59, 59), tzinfo=VIETNAM_TZ)
+
+    @property
+    def target_delay(self) -> timedelta:
+        return timedelta(hours=self.settings.target_hours)
 
     def clocks(self, completed_at: datetime) -> Clocks:
-        local = completed_at.astimezone(VIETNAM_TZ)
-        claim_day = add_working_days(local.date(), self.settings.claim_working_days, self.holidays)
         return Clocks(
-            target_at=completed_at + timedelta(hours=self.settings.target_hours),
-            claim_at=datetime.combine(claim_day, time(23, 59, 59), tzinfo=VIETNAM_TZ),
+            target_at=completed_at + self.target_delay,
+            claim_at=self.claim_at(completed_at.astimezone(VIETNAM_TZ).date()),
         )

@@ -170,6 +170,21 @@ def completed_page(
     return query.order_by(time_column, key).limit(limit)
 
 
+def completed_keys(
+    xml1: BoundTable, options: Qd130TablesOptions, *, start: object, end: object
+) -> sa.Select[Any]:
+    """The MA_LK alone of every encounter completed in [start, end), unordered."""
+    time_column = xml1.columns[options.completion_time_field]
+    return sa.select(xml1.columns["MA_LK"]).where(
+        completed_clause(xml1, options), time_column >= start, time_column < end
+    )
+
+
+def listed_rows(xml1: BoundTable, options: Qd130TablesOptions, his_keys: Sequence[object]) -> sa.Select[Any]:
+    """The list rows (as ``completed_page``) of the given keys, when completed."""
+    return _listing(xml1, options).where(xml1.columns["MA_LK"].in_(his_keys))
+
+
 # ------------------------------------------------------------------------------------------------ loading
 
 

@@ -17,6 +17,7 @@ from adapters.his.base import (
     Row,
     SqlEncounterSource,
     capture,
+    first_column,
     result_rows,
     split_listed,
     the_one_row,
@@ -130,6 +131,15 @@ class Qd130TablesSource(SqlEncounterSource):
             limit=self.page_size,
         )
         return self._rows(conn, query, stream=True)
+
+    def _completed_key_values(self, conn: Connection, start: datetime, end: datetime) -> list[object]:
+        query = queries.completed_keys(
+            self._xml1(conn), self.qd_options, start=self._time(start), end=self._time(end)
+        )
+        return first_column(conn.execute(query))
+
+    def _listed_rows(self, conn: Connection, key_values: list[object]) -> list[Row]:
+        return self._rows(conn, queries.listed_rows(self._xml1(conn), self.qd_options, key_values))
 
     def _rows(self, conn: Connection, query: Any, *, stream: bool = False) -> list[Row]:
         """Rows keyed by upper-case names. ``stream``: fetch through a server-side cursor ``page_size`` rows at

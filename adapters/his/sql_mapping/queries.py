@@ -70,6 +70,15 @@ def completed_page(base_sql: str, options: SqlMappingOptions, *, after: bool, li
     return f"SELECT q.* FROM ({strip_sql(base_sql)}) q WHERE {where} ORDER BY q.{time_column}, q.{KEY} LIMIT {int(limit)}"  # noqa: S608  # see module docstring
 
 
+def completed_keys(base_sql: str, options: SqlMappingOptions) -> str:
+    """The HIS_KEY alone of every encounter completed in [:range_start, :range_end), unordered."""
+    time_column = options.completion_time_field
+    where = (
+        f"{completed_condition(options)} AND q.{time_column} >= :range_start AND q.{time_column} < :range_end"
+    )
+    return f"SELECT q.{KEY} FROM ({strip_sql(base_sql)}) q WHERE {where}"  # noqa: S608  # see module docstring
+
+
 #: The parameters of ``one_encounter`` and ``encounters_by_key`` (named apart from the :his_key of sections).
 ONE_KEY = "his_key_value"
 MANY_KEYS = "his_key_values"

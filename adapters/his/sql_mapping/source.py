@@ -22,6 +22,7 @@ from adapters.his.base import (
     Row,
     SqlEncounterSource,
     capture,
+    first_column,
     group_rows,
     result_rows,
     split_listed,
@@ -88,6 +89,7 @@ class SqlMappingSource(SqlEncounterSource):
         }
         self._one_encounter_sql = queries.one_encounter(mapping.encounters.sql, options)
         self._encounters_by_key_sql = queries.encounters_by_key(mapping.encounters.sql, options)
+        self._completed_keys_sql = queries.completed_keys(mapping.encounters.sql, options)
         self._statements: dict[tuple[str, bool, str | None], sa.TextClause] = {}
 
     @classmethod
@@ -192,6 +194,19 @@ class SqlMappingSource(SqlEncounterSource):
         if after is not None:
             parameters.update(after_time=after.time, after_key=after.key)
         return [self._list_row(row) for row in self._fetch(conn, sql, parameters, stream=True)]
+
+    def _completed_key_values(self, conn: Connection, start: datetime, end: datetime) -> list[object]:
+        parameters = self._list_parameters(since=None, start=start, end=end)
+        parameters.update(range_start=self._time(start), range_end=self._time(end))
+        return first_column(conn.execute(self._statement(self._completed_keys_sql), parameters))
+
+    def _listed_rows(self, conn: Connection, key_values: list[object]) -> list[Row]:
+        parameters = {
+            **self._list_parameters(since=None, start=None, end=None),
+            queries.MANY_KEYS: key_values,
+        }
+        rows = self._fetch(conn, self._encounters_by_key_sql, parameters, expanding=queries.MANY_KEYS)
+        return [self._list_row(row) for row in rows]
 
     # -- load ----------------------------------------------------------------------------------------------
     def _encounter_rows(self, conn: Connection, his_key: object) -> list[Row]:

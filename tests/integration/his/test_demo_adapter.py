@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from adapters.his.demo import schema
 from tests.integration.his.demo_data import demo_source, execute, sample_encounters, write
 from worker.domain.values import VIETNAM_TZ
-from worker.ports import Cursor, EncounterSource
+from worker.ports import CompletedKeyLister, Cursor, EncounterSource
 
 #: PostgreSQL 25006, MariaDB 1792, SQLite (mode=ro file / PRAGMA query_only).
 READ_ONLY_ERRORS = ("read-only transaction", "read only transaction", "readonly database", "query_only")
@@ -140,6 +140,32 @@ def test_deleted_cancelled_or_reopened_encounters_load_as_none(his_url: str) -> 
         discovered = {ref.his_key for ref in source.discover(None)}
         assert source.load("V9999999") is None  # never existed
     assert listed == discovered == {encounter.his_key for encounter in written[3:]}
+
+
+def test_completed_keys_and_refs_name_exactly_what_list_completed_lists(his_url: str) -> None:
+    written = sample_encounters(count_per_kind=2)
+    write(his_url, written)
+    deleted = written[0].his_key
+    execute(
+        his_url,
+        schema.visits.update()
+        .where(schema.visits.c.visit_code == deleted)
+        .values(deleted_at=datetime(2026, 3, 1)),
+    )
+    with demo_source(his_url) as source:
+        assert isinstance(source, CompletedKeyLister)
+        listed = {ref.his_key: ref for ref in source.list_completed(*RANGE)}
+        keys = source.completed_keys(*RANGE)
+        first = min(ref.completed_at for ref in listed.values())
+        day = (first.replace(hour=0, minute=0, second=0, microsecond=0), first.replace(hour=23, minute=59))
+        keys_of_day = source.completed_keys(*day)
+        described = source.refs([*reversed(keys), deleted, "V9999999"])  # gone and unknown keys left out
+    assert sorted(keys) == sorted(listed) == sorted(e.his_key for e in written[1:])
+    assert sorted(keys_of_day) == sorted(
+        key for key, ref in listed.items() if day[0] <= ref.completed_at < day[1]
+    )
+    assert 0 < len(keys_of_day) < len(keys)
+    assert {ref.his_key: ref for ref in described} == listed
 
 
 def test_completion_rule_is_configurable(his_url: str) -> None:

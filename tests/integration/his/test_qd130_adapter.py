@@ -79,6 +79,11 @@ def test_renamed_tables_and_columns_reordered_money_and_text_times(his_url: str,
         refs = list(source.list_completed(*RANGE))
         assert sorted(ref.his_key for ref in refs) == sorted(encounter.ma_lk for encounter in written)
         assert all(ref.completed_at == ref.changed_at for ref in refs)  # no change column: completion time
+        # Coverage's key listing names the same encounters, and refs describes them as list_completed does.
+        assert sorted(source.completed_keys(*RANGE)) == sorted(ref.his_key for ref in refs)
+        assert sorted(source.refs([ref.his_key for ref in refs] + ["NO-SUCH-KEY"]), key=str) == sorted(
+            refs, key=str
+        )
         for encounter in written:
             loaded = source.load(encounter.ma_lk)
             expected = replace(encounter, first_cost=None, ma_lk=derive_ma_lk(FACILITY, encounter.ma_lk))

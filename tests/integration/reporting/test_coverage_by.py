@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,8 +22,9 @@ from worker.domain.values import VIETNAM_TZ
 from worker.ledger.states import ACTIVE
 from worker.logging import configure_logging
 from worker.pipeline import delivery, discovery
-from worker.ports import Outcome
-from worker.reporting.coverage import COLUMNS
+from worker.ports import CompletedKeyLister, EncounterRef, EncounterSource, Outcome
+from worker.reporting.coverage import COLUMNS, CoverageReport, GroupBy, compute
+from worker.reporting.deadlines import DeadlineCalendar
 from worker.synthetic import Defect
 
 MARCH = (date(2026, 3, 1), date(2026, 4, 1))
@@ -205,3 +207,43 @@ def test_half_year_report_table_lists_visit_type_by_insurance(world: World) -> N
     bad = _invoke(["--config", str(world.config), "coverage", "report", "--half", "2026H3"])
     assert bad.exit_code != 0
     assert "--half must look like 2026H1" in str(bad.exception)
+
+
+class _ListingOnly:
+    """The same HIS seen only through ``list_completed``: how coverage reads a source without key listing."""
+
+    def __init__(self, source: EncounterSource) -> None:
+        self.source = source
+
+    def list_completed(self, start: datetime, end: datetime) -> Iterator[EncounterRef]:
+        return self.source.list_completed(start, end)
+
+
+def _report(world: World, source: object, group_by: GroupBy) -> CoverageReport:
+    return compute(
+        source,  # type: ignore[arg-type]  # coverage reads list_completed, or completed_keys and refs
+        world.pipeline.engine, facility_code=FACILITY, start=MARCH[0], end=MARCH[1], group_by=group_by,
+        calendar=DeadlineCalendar(world.settings.deadlines), now=datetime.now(UTC),
+    )  # fmt: skip
+
+
+def _gaps(report: CoverageReport) -> list[tuple[str, str, str, str, datetime, bool, bool]]:
+    return [(g.ma_lk, g.his_key, g.state, g.reason, g.completed_at, g.target_breached, g.claim_breached)
+            for g in report.gaps]  # fmt: skip
+
+
+@pytest.mark.parametrize("group_by", [GroupBy.DAY, GroupBy.DEPARTMENT])
+def test_the_keys_alone_give_the_report_that_full_listing_gives(world: World, group_by: GroupBy) -> None:
+    fate = _build_march(world)
+    source = world.pipeline.source()
+    assert isinstance(source, CompletedKeyLister)
+    assert not isinstance(_ListingOnly(source), CompletedKeyLister)
+    keyed, listed = _report(world, source, group_by), _report(world, _ListingOnly(source), group_by)
+    assert keyed.buckets == listed.buckets
+    assert keyed.daily == listed.daily
+    assert keyed.accepted_late == listed.accepted_late
+    assert _gaps(keyed) == _gaps(listed)
+    assert {gap.his_key: gap.state for gap in keyed.gaps} == {
+        key: "discovered" if what == "pending" else what for key, what in fate.items() if what != "accepted"
+    }
+    assert keyed.totals["completed"] == len(fate) - 1  # all but the hidden visit
