@@ -24,8 +24,8 @@ from bench.scale import throughput_per_tenth
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_RESULTS = ROOT / "var" / "bench" / "last-run.json"
-SCALE_RESULTS = ROOT / "var" / "bench" / "scale-latest.json"
-SCALE_PARTIAL = ROOT / "var" / "bench" / "scale-partial.json"
+SCALE_RESULTS = ROOT / "bench" / "results" / "scale-latest.json"
+SCALE_PARTIAL = ROOT / "bench" / "results" / "scale-partial.json"
 
 JOBS: dict[str, tuple[list[str], list[str]]] = {
     # name: (full arguments, --quick arguments)
@@ -37,7 +37,10 @@ JOBS: dict[str, tuple[list[str], list[str]]] = {
         ["--records", "100", "--register", "200", "--repeats", "1"],
     ),
     "pipeline": (["--encounters", "1000", "--repeats", "3"], ["--encounters", "100", "--repeats", "1"]),
-    "coverage": (["--rows", "200000", "--repeats", "3"], ["--rows", "20000", "--repeats", "1"]),
+    "coverage": (
+        ["--rows", "200000", "--repeats", "3", "--his"],
+        ["--rows", "20000", "--repeats", "1", "--his"],
+    ),
 }
 MODULES = {
     "steps": "bench.bench_steps",
@@ -329,6 +332,8 @@ def headline(results: dict[str, Any], floor: float | None) -> list[str]:
     rows = get(coverage, "rows", "encounters")
     estimate = get(coverage, "ledger_side_s_at_1m_linear_estimate")
     aggregate = get(coverage, "aggregate_by_state", "wall_s")
+    whole = get(coverage, "whole_compute_demo_his", "compute", "wall_s")
+    whole_1m = get(coverage, "whole_compute_demo_his_s_at_1m_linear_estimate")
     lines = [
         "## Headline",
         "",
@@ -347,6 +352,9 @@ def headline(results: dict[str, Any], floor: float | None) -> list[str]:
         f"| Coverage over 1M ledger rows < {TARGET_COVERAGE_S:g} s (ledger side of `coverage.compute`) | "
         f"{num(per_day)} s over {count(rows)} rows; ~{num(estimate)} s at 1M (linear) | "
         f"{verdict(estimate < TARGET_COVERAGE_S if estimate else None)} (estimate) |",
+        f"| Whole `coverage` by day (demo HIS adapter on PostgreSQL + ledger, one process) | {num(whole)} s over "
+        f"{count(rows)} rows; ~{num(whole_1m)} s at 1M (linear) | "
+        f"{verdict(whole_1m < TARGET_COVERAGE_S if whole_1m else None)} (estimate) |",
         f"| Coverage counts by state over the whole range (one GROUP BY) | {num(aggregate)} s over "
         f"{count(rows)} rows | {verdict(get(coverage, 'aggregate_target_met'))} (scaled to 1M) |",
         "",
@@ -354,11 +362,16 @@ def headline(results: dict[str, Any], floor: float | None) -> list[str]:
     scale = load_scale()
     if scale and scale.get("coverage"):
         measured_1m = get(scale, "coverage", "ledger_per_day", "wall_s")
+        whole_measured = get(scale, "coverage", "whole_compute_demo_his", "compute", "wall_s")
         scale_rows = get(scale, "coverage", "rows", "encounters")
+        when = f"{(scale.get('coverage_finished') or scale.get('finished', ''))[:10]}"
+        smoke = ", smoke size" if scale.get("smoke") else ""
         lines[-1:-1] = [
-            f"| Coverage, last `make bench-scale` ({scale.get('finished', '')[:10]}"
-            f"{', smoke size' if scale.get('smoke') else ''}) | {num(measured_1m)} s over "
-            f"{count(scale_rows)} rows | {verdict(get(scale, 'coverage', 'target_met'))} |"
+            f"| Coverage, ledger side, last `make bench-scale` ({when}{smoke}) | {num(measured_1m)} s over "
+            f"{count(scale_rows)} rows | {verdict(get(scale, 'coverage', 'target_met'))} |",
+            f"| Whole `coverage` by day, demo HIS, last `make bench-scale` ({when}{smoke}) | "
+            f"{num(whole_measured)} s over {count(scale_rows)} rows | "
+            f"{verdict(whole_measured < TARGET_COVERAGE_S if whole_measured else None)} |",
         ]
     return lines
 
@@ -466,10 +479,18 @@ def coverage_section(coverage: dict[str, Any]) -> list[str]:
         f"| Ledger side of `coverage.compute`: `read_ledger_day` per day, every day | "
         f"{get(coverage, 'ledger_per_day', 'wall_s')} | {get(coverage, 'ledger_per_day', 'cpu_s_this_process')} | "
         f"{get(coverage, 'ledger_per_day', 'result_rows')} |",
-        f"| Whole `coverage.compute` with the HIS list in memory (ledger + comparison) | "
+        f"| Whole `coverage.compute`, HIS list in memory (a source without key listing: `list_completed`) | "
         f"{get(coverage, 'compute_in_memory_his', 'wall_s')} | "
         f"{get(coverage, 'compute_in_memory_his', 'cpu_s_this_process')} | "
         f"{get(coverage, 'compute_in_memory_his', 'result_rows')} |",
+        f"| Whole `coverage.compute` by day, demo HIS adapter on PostgreSQL (keys alone, one query a day) | "
+        f"{get(coverage, 'whole_compute_demo_his', 'compute', 'wall_s')} | "
+        f"{get(coverage, 'whole_compute_demo_his', 'compute', 'cpu_s_this_process')} | "
+        f"{get(coverage, 'whole_compute_demo_his', 'compute', 'result_rows')} |",
+        f"| Demo HIS `list_completed` alone, every day (one `EncounterRef` per visit; reports by bucket) | "
+        f"{get(coverage, 'whole_compute_demo_his', 'list_completed', 'wall_s')} | "
+        f"{get(coverage, 'whole_compute_demo_his', 'list_completed', 'cpu_s_this_process')} | "
+        f"{get(coverage, 'whole_compute_demo_his', 'list_completed', 'result_rows')} |",
         f"| `GROUP BY state` over the range | {get(coverage, 'aggregate_by_state', 'wall_s')} | "
         f"{get(coverage, 'aggregate_by_state', 'cpu_s_this_process')} | {get(coverage, 'aggregate_by_state', 'result_rows')} |",
         f"| `GROUP BY day, state` over the range | {get(coverage, 'aggregate_by_day_and_state', 'wall_s')} | "
@@ -498,13 +519,13 @@ def scale_section() -> list[str]:
         return [
             "## Scale runs",
             "",
-            "No `make bench-scale` result on this machine yet (var/bench/scale-latest.json).",
+            "No `make bench-scale` result yet (bench/results/scale-latest.json).",
             "",
         ]
     lines = [
         "## Last scale run (`make bench-scale`" + (", smoke size" if scale.get("smoke") else "") + ")",
         "",
-        f"From var/bench/scale-latest.json, {scale.get('started')} – {scale.get('finished')}.",
+        f"From bench/results/scale-latest.json, {scale.get('started')} – {scale.get('finished')}.",
         "",
         "| Encounters | elapsed s | accepted/s | per tenth (accepted/s) | worker CPU ms/enc | peak RSS MB "
         "| flat ±20 % | < 300 MB | re-dispatched | disturbed |",
@@ -563,7 +584,7 @@ def partial_scale_section() -> list[str]:
     return [
         f"## Scale run stopped before its end ({size:,} encounters)",
         "",
-        f"From var/bench/scale-partial.json, saved {partial.get('saved')}: the run was stopped (a session's time "
+        f"From bench/results/scale-partial.json, saved {partial.get('saved')}: the run was stopped (a session's time "
         f"limit) at t = {last['t_s']:.0f} s with {last['registered']:,} encounters registered "
         f"({'all discovered at t = ' + format(discovered, '.0f') + ' s' if discovered is not None else 'discovery unfinished'}) "
         f"and {last['accepted']:,} accepted ({last['accepted'] / size:.0%}); no summary, worker CPU or coverage "

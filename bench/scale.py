@@ -3,8 +3,10 @@
 Run: ``.venv/bin/python -m bench.scale [--sizes 200000,1000000] [--workers 2] [--coverage-rows 1000000]``;
 ``--smoke`` (or ``VNEID_BENCH_SCALE_SMOKE=1``) runs 2 000 encounters and 50 000 coverage rows in about a
 minute; ``VNEID_BENCH_SCALE_SIZES`` / ``VNEID_BENCH_SCALE_COVERAGE_ROWS`` override the sizes. Prints JSON and
-keeps it in ``var/bench/scale-latest.json`` (``bench.run`` shows the last scale run in docs/benchmarks.md; a
-smoke run goes to ``scale-smoke.json`` and never replaces it). ``--simulator-checks minimal`` (the default
+keeps it in ``bench/results/scale-latest.json``, committed: a scale run takes hours and each session starts
+on a new machine (``bench.run`` shows the last scale run in docs/benchmarks.md; a smoke run goes to
+``var/bench/scale-smoke.json`` and never replaces it). ``--coverage-only`` measures the coverage part again
+and keeps the runs of the last result. ``--simulator-checks minimal`` (the default
 here) spares the simulator its XSD check of every file, so that it is not the bottleneck of the run.
 
 For each size: a scratch PostgreSQL demo HIS seeded with N encounters, a scratch PostgreSQL ledger, the gateway
@@ -53,11 +55,11 @@ from worker.pipeline import discovery
 from worker.pipeline.context import Pipeline
 
 REDIS_URL = os.environ.get("VNEID_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-RESULT_FILE = Path("var/bench/scale-latest.json")
+RESULT_FILE = Path("bench/results/scale-latest.json")
 SMOKE_FILE = Path("var/bench/scale-smoke.json")
 # Rewritten every few minutes during a run: a run stopped before its end (a session's time, a reboot) still leaves
 # its timeline and RSS samples behind.
-PARTIAL_FILE = Path("var/bench/scale-partial.json")
+PARTIAL_FILE = Path("bench/results/scale-partial.json")
 PARTIAL_EVERY_S = 300.0
 RSS_LIMIT_MB = 300
 DISPATCH_EVERY_S = 30.0  # as the beat's dispatch-due schedule
@@ -456,6 +458,11 @@ def main() -> None:
         type=int,
         default=int(os.environ.get("VNEID_BENCH_SCALE_COVERAGE_ROWS", "0")) or None,
     )
+    parser.add_argument(
+        "--coverage-only",
+        action="store_true",
+        help="only the coverage part, kept with the last scale run's results (seeding 1M visits takes long)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--interval", type=float, default=None, help="seconds between samples")
     parser.add_argument(
@@ -476,6 +483,11 @@ def main() -> None:
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "runs": [],
     }
+    target = SMOKE_FILE if args.smoke else RESULT_FILE
+    if args.coverage_only:
+        sizes = []
+        if target.exists():  # keep the last runs: only the coverage part is measured again
+            result = {**json.loads(target.read_text(encoding="utf-8")), "machine": result["machine"]}
     for size in sizes:
         interval = args.interval or (1.0 if size <= 20_000 else 5.0)
         progress(f"scale: {size} encounters with {args.workers} worker processes")
@@ -483,11 +495,12 @@ def main() -> None:
     from bench.bench_coverage import run as coverage_run
 
     progress(f"scale: coverage over {coverage_rows} ledger rows")
-    result["coverage"] = coverage_run(coverage_rows, 3)
+    result["coverage"] = coverage_run(coverage_rows, 3, his=True)
     result["coverage"].pop("machine", None)
-    result["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    result["coverage_finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    if not args.coverage_only or "finished" not in result:
+        result["finished"] = result["coverage_finished"]
     # A smoke run checks the harness: it must not replace the last real scale run that bench.run reports.
-    target = SMOKE_FILE if args.smoke else RESULT_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     emit(result)
