@@ -115,6 +115,60 @@ class Signer(Protocol):
         ...
 
 
+class CaSignedAnswer(Protocol):
+    """The CA's signed answer (an OCSP response or a CRL) that a certificate's revocation status was derived
+    from, as the ledger keeps it (``revocation_answers``) for an inspector to verify again (DOMAIN.md §10.5).
+    Read-only: the revocation adapter's ``CaAnswer`` is one."""
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of ``der``, hex: the answer's identity (one CRL serves many signatures)."""
+        ...
+
+    @property
+    def source(self) -> StrEnum:
+        """Where the status came from: ``ocsp`` or ``crl`` (its ``value`` is the ledger's ``kind``)."""
+        ...
+
+    @property
+    def der(self) -> bytes:
+        """The DER OCSP response or CRL, exactly as the CA signed it."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """Where it came from (an http URL, or the file path of ``signer.crl_file``)."""
+        ...
+
+    @property
+    def this_update(self) -> datetime: ...
+
+    @property
+    def next_update(self) -> datetime | None: ...
+
+
+@runtime_checkable
+class RevocationAwareSigner(Protocol):
+    """What a signer may add when it checks its certificate's revocation status before each signature (the
+    revocation guard, ``signer.revocation`` not ``off``): what it was allowed to sign on, for the ``signed``
+    audit event of the file it just signed. A signer without it checked nothing (``not_checked``).
+
+    Both answer for the signature the *calling thread* made last (threads may share one signer)."""
+
+    def revocation_record(self) -> dict[str, object] | None:
+        """What the audit event records about the certificate: its SHA-256 fingerprint (``cert_sha256``) and
+        the status the signature was allowed on (``policy``, ``state``, ``source``, ``checked_at``, and the
+        ``url``/``this_update``/``next_update`` of the answer, or the ``problems`` when unknown). A new dict
+        each call. ``None`` when this thread has not signed yet."""
+        ...
+
+    def revocation_answer(self) -> CaSignedAnswer | None:
+        """The CA's signed answer that status was derived from (fetched for it, read back from the cache, or
+        kept after a failed refresh). ``None`` when this thread has not signed yet, or when the status is
+        unknown: no source gave an answer, so there is nothing to keep."""
+        ...
+
+
 # ------------------------------------------------------------------------------------------------ gateway
 
 

@@ -32,7 +32,14 @@ from worker.logging import get_logger
 from worker.pipeline import hubs
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import decide
-from worker.ports import DocumentKind, Gateway, GatewayReceipt, Outcome, SourceDataError
+from worker.ports import (
+    DocumentKind,
+    Gateway,
+    GatewayReceipt,
+    Outcome,
+    RevocationAwareSigner,
+    SourceDataError,
+)
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
@@ -156,12 +163,10 @@ def _revocation(
     once per distinct answer. The revocation guard (adapters/signers/revocation/guard.py) knows both; a signer
     without the guard checked nothing (``signer.revocation = "off"``), and the record says so. ``answers``
     holds the ledger's form of each answer already met in the batch, so it is made once, not per file."""
-    record_of = getattr(pipeline.signer, "revocation_record", None)
-    record = record_of() if callable(record_of) else None
-    if record is None:
+    signer = pipeline.signer
+    if not isinstance(signer, RevocationAwareSigner) or (record := signer.revocation_record()) is None:
         return {"policy": pipeline.settings.signer.revocation, "state": "not_checked"}, None
-    answer_of = getattr(pipeline.signer, "revocation_answer", None)
-    found = answer_of() if callable(answer_of) else None
+    found = signer.revocation_answer()
     if found is None:
         return record, None
     if found.sha256 not in answers:
