@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy.engine import Engine
 
 from schemas import PayloadOptions
 from worker.config import PayloadSettings, Settings
+from worker.evidence_keys import load_evidence_keys
 from worker.ledger.db import create_ledger_engine
-from worker.ledger.evidence_crypto import EvidenceKeyError, EvidenceKeys, decode_keys, load_or_create_key_file
+from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.logging import get_logger
 from worker.pipeline.context import Pipeline
 from worker.ports import EncounterSource, Gateway, Signer
@@ -34,41 +33,21 @@ def ledger_engine(settings: Settings) -> Engine:
     return create_ledger_engine(settings.ledger_url, pool_size=settings.ledger.pool_size, password=password)
 
 
-def generated_key_file(settings: Settings) -> Path:
-    return settings.data_dir / "evidence.key"
-
-
 def evidence_keys(settings: Settings) -> EvidenceKeys:
-    """The key ring from ``[evidence]``; without a configured key, the one generated under data_dir (demo).
+    """The key ring (``worker.evidence_keys``: the key file, else ``evidence.key``, else the one generated
+    under data_dir for the demo, created here on first use).
 
     A generated key is the only copy of what can read the evidence: every process that uses it says so."""
-    config = settings.evidence
-    retired = (
-        decode_keys(config.retired_keys.get_secret_value(), setting="evidence.retired_keys")
-        if config.retired_keys
-        else []
-    )
-    if config.key is not None:
-        configured = decode_keys(config.key.get_secret_value(), setting="evidence.key")
-        if len(configured) != 1:
-            raise ValueError(
-                f"evidence.key holds {len(configured)} keys: one active key, earlier ones in retired_keys"
-            )
-        return EvidenceKeys(configured[0], retired)
-    if not config.generate_key:
-        raise EvidenceKeyError(
-            "no evidence key: set VNEID_EVIDENCE__KEY_FILE to a key file (`vneid-sync evidence new-key --out FILE`)"
+    loaded = load_evidence_keys(settings, create=True)
+    keys = loaded.keys
+    if keys.generated_file is not None:
+        log.warning(
+            "evidence is encrypted with a key generated on this machine: BACK IT UP, or set evidence.key "
+            "(without this file the stored signed files and receipts cannot be read)",
+            key_file=str(keys.generated_file.resolve()),
+            key_id=keys.active_id,
+            created=loaded.created,
         )
-    path = generated_key_file(settings)
-    active, created = load_or_create_key_file(path)
-    keys = EvidenceKeys(active, retired, generated_file=path)
-    log.warning(
-        "evidence is encrypted with a key generated on this machine: BACK IT UP, or set evidence.key "
-        "(without this file the stored signed files and receipts cannot be read)",
-        key_file=str(path.resolve()),
-        key_id=keys.active_id,
-        created=created,
-    )
     return keys
 
 

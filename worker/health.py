@@ -23,7 +23,6 @@ few seconds.
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import threading
@@ -34,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from itertools import islice
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -42,8 +40,13 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
-from worker.config import DestinationSettings, Settings, SignerSettings, secret_file_reference
-from worker.ledger.evidence_crypto import EvidenceKeys, decode_keys
+from worker.config import DestinationSettings, Settings, SignerSettings
+from worker.evidence_keys import (
+    EvidenceKeyConfigError,
+    GeneratedKeyAbsentError,
+    SourceKind,
+    load_evidence_keys,
+)
 from worker.logging import get_logger
 from worker.ports import EncounterSource
 
@@ -271,54 +274,6 @@ class EvidenceKeyReport:
         return f"{self.detail} ({self.source})"
 
 
-class _KeyProblemError(Exception):
-    """One line saying why the key ring cannot be loaded (names paths, settings and key ids only)."""
-
-
-def _secret_file(setting: list[str]) -> Path | None:
-    """The file a ``VNEID_…_FILE`` variable names for this secret (read again: it may have changed)."""
-    for name, value in os.environ.items():
-        if secret_file_reference(name) == setting:
-            return Path(value)
-    return None
-
-
-def _read_keys(path: Path, *, what: str) -> list[bytes]:
-    try:
-        text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        raise _KeyProblemError(f"{what} {path} does not exist") from None
-    except PermissionError:
-        raise _KeyProblemError(f"{what} {path} cannot be read by this account (permission denied)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a base64 key file"
-        raise _KeyProblemError(f"{what} {path} cannot be read ({reason})") from None
-    try:
-        return decode_keys(text, setting=str(path))
-    except ValueError as exc:  # names the file and the key's position, never the text
-        raise _KeyProblemError(str(exc)) from None
-
-
-def _one_key(keys: list[bytes], where: str) -> bytes:
-    if len(keys) != 1:
-        raise _KeyProblemError(
-            f"{where} holds {len(keys)} keys: one active key, earlier ones in retired_keys"
-        )
-    return keys[0]
-
-
-def _retired_keys(settings: Settings) -> list[bytes]:
-    path = _secret_file(["evidence", "retired_keys"])
-    if path is not None:
-        return _read_keys(path, what="the retired evidence keys file (VNEID_EVIDENCE__RETIRED_KEYS_FILE)")
-    if settings.evidence.retired_keys is None:
-        return []
-    try:
-        return decode_keys(settings.evidence.retired_keys.get_secret_value(), setting="evidence.retired_keys")
-    except ValueError as exc:
-        raise _KeyProblemError(str(exc)) from None
-
-
 def _newest_sealed(engine: Engine) -> tuple[int, str] | None:
     """The newest stored evidence blob's version id and key id: one index probe from the end of the table.
     ``None`` when nothing is sealed yet or the ledger cannot be read (its own check reports that)."""
@@ -339,66 +294,47 @@ def _newest_sealed(engine: Engine) -> tuple[int, str] | None:
 
 
 def assess_evidence_key(settings: Settings, *, engine: Engine | None = None) -> EvidenceKeyReport:
-    """Load the evidence key ring the way ``worker.bootstrap.evidence_keys`` does at the next process start,
-    without creating anything: the key files named by ``VNEID_EVIDENCE__KEY_FILE`` and
+    """Load the evidence key ring with the loader a starting worker uses (``worker.evidence_keys``), without
+    creating anything: the key files named by ``VNEID_EVIDENCE__KEY_FILE`` and
     ``VNEID_EVIDENCE__RETIRED_KEYS_FILE`` are read again (a long-running process read them when it started;
-    a file removed or made unreadable since then stops the next worker that starts), else ``evidence.key``,
-    else the generated ``data_dir/evidence.key``. With ``engine``, the newest stored evidence must open with
-    the ring: a key file replaced by another key, or a generated key lost and made anew, fails here rather
-    than at the first resubmission."""
-    from worker.bootstrap import generated_key_file  # noqa: PLC0415  # bootstrap imports the pipeline
-
-    config = settings.evidence
-    key_file = _secret_file(["evidence", "key"])
-    generated = key_file is None and config.key is None and config.generate_key
-    source = "evidence.key" if config.key is not None else "no key configured"
-    if key_file is not None:
-        source = f"VNEID_EVIDENCE__KEY_FILE {key_file}"
-    elif generated:
-        source = f"generated key file {generated_key_file(settings)}"
+    a file removed or made unreadable since then stops the next worker that starts). With ``engine``, the
+    newest stored evidence must open with the ring: a key file replaced by another key, or a generated key
+    lost and made anew, fails here rather than at the first resubmission."""
     newest = _newest_sealed(engine) if engine is not None else None
     try:
-        if key_file is not None:
-            active = _one_key(_read_keys(key_file, what="the evidence key file"), str(key_file))
-        elif config.key is not None:
-            try:
-                configured = decode_keys(config.key.get_secret_value(), setting="evidence.key")
-            except ValueError as exc:
-                raise _KeyProblemError(str(exc)) from None
-            active = _one_key(configured, "evidence.key")
-        elif not generated:
-            raise _KeyProblemError(
-                "no evidence key: evidence.generate_key is false and neither VNEID_EVIDENCE__KEY_FILE nor "
-                "evidence.key is set"
+        loaded = load_evidence_keys(settings, create=False)
+    except GeneratedKeyAbsentError as absent:
+        source = absent.source
+        if newest is not None:
+            return EvidenceKeyReport(
+                False,
+                str(source),
+                f"the generated key file {source.path} is missing, yet the ledger holds evidence sealed with "
+                f"key {newest[1]}: restore that file from its backup (a new key cannot open it)",
+                generated=True,
             )
-        else:
-            path = generated_key_file(settings)
-            if not path.is_file():
-                if newest is not None:
-                    raise _KeyProblemError(
-                        f"the generated key file {path} is missing, yet the ledger holds evidence sealed with "
-                        f"key {newest[1]}: restore that file from its backup (a new key cannot open it)"
-                    )
-                return EvidenceKeyReport(
-                    True, source, "not created yet: the first worker creates it", generated=True
-                )
-            active = _one_key(_read_keys(path, what="the generated evidence key file"), str(path))
-        keys = EvidenceKeys(active, _retired_keys(settings))
-    except _KeyProblemError as exc:
-        return EvidenceKeyReport(False, source, str(exc), generated=generated)
+        return EvidenceKeyReport(
+            True, str(source), "not created yet: the first worker creates it", generated=True
+        )
+    except EvidenceKeyConfigError as exc:
+        return EvidenceKeyReport(
+            False, str(exc.source), str(exc), generated=exc.source.kind is SourceKind.GENERATED
+        )
+    keys, where = loaded.keys, str(loaded.source)
+    generated = loaded.source.kind is SourceKind.GENERATED
     detail = f"key {keys.active_id}" + (f", {len(keys.retired_ids)} retired" if keys.retired_ids else "")
     if newest is not None:
         version_id, sealed_with = newest
         if sealed_with not in keys.ids:
             return EvidenceKeyReport(
                 False,
-                source,
+                where,
                 f"{detail} cannot open the newest stored evidence (version {version_id}, sealed with key "
                 f"{sealed_with}): this is not the key that sealed it (restore it, or add it to retired_keys)",
                 generated=generated,
             )
         detail += ", opens the newest stored evidence"
-    return EvidenceKeyReport(True, source, detail, generated=generated)
+    return EvidenceKeyReport(True, where, detail, generated=generated)
 
 
 def check_evidence_key(settings: Settings, *, engine: Engine | None = None) -> CheckResult:
