@@ -9,7 +9,8 @@ on a new machine (``bench.run`` shows the last scale run in docs/benchmarks.md; 
 and keeps the runs of the last result. ``--simulator-checks minimal`` (the default
 here) spares the simulator its XSD check of every file, so that it is not the bottleneck of the run.
 
-For each size: a scratch PostgreSQL demo HIS seeded with N encounters, a scratch PostgreSQL ledger, the gateway
+For each size: a scratch PostgreSQL demo HIS of N encounters (``--seed-base`` of them written by the demo
+seeder, the rest SQL copies of those: ``bench.replicate``), a scratch PostgreSQL ledger, the gateway
 simulator (child process, in-memory), the file signer, and ``--workers`` real Celery worker processes
 (``vneid-sync worker -c 1 --pool prefork``: a main process and one pool child each) on Redis
 (``VNEID_BENCH_REDIS_URL``, default db 15 of 127.0.0.1; the embedded SQLite broker when Redis is unreachable).
@@ -164,7 +165,7 @@ class Workers:
 
 def keep_logs(directory: Path, size: int) -> None:
     """Worker logs outlive the scratch directory (var/bench/scale-logs/<size>/)."""
-    target = RESULT_FILE.parent / "scale-logs" / str(size)
+    target = Path("var/bench/scale-logs") / str(size)
     target.mkdir(parents=True, exist_ok=True)
     for log in directory.glob("worker*.log"):
         (target / log.name).write_bytes(log.read_bytes())
@@ -230,7 +231,9 @@ class Observed:
     vacuums: int = 0
 
 
-def run_size(size: int, workers_count: int, interval_s: float, simulator_checks: str) -> dict[str, Any]:
+def run_size(
+    size: int, workers_count: int, interval_s: float, simulator_checks: str, seed_base: int = 0
+) -> dict[str, Any]:
     from worker.celery_app import create_celery
 
     url, broker_kind = broker_url()
@@ -240,7 +243,9 @@ def run_size(size: int, workers_count: int, interval_s: float, simulator_checks:
         log_level="WARNING",
         keep_files=False,
         simulator_checks=simulator_checks,
+        seed_base=seed_base,
     ) as stack:
+        size = stack.encounters  # copies come in whole multiples of the seeded base
         progress(f"scale: {size} encounters seeded in {stack.seed_seconds:.0f} s ({stack.database_kind})")
         broker = url or f"sqla+sqlite:///{stack.directory / 'broker.sqlite3'}"
         sections = stack.sections(broker={"url": broker}, logging={"level": "WARNING", "format": "json"})
@@ -381,6 +386,7 @@ def summarise(
         "broker": broker_kind,
         "database": stack.database_kind,
         "seed_seconds": stack.seed_seconds,
+        "seed_base": stack.seed_base if 0 < stack.seed_base < size else None,
         "elapsed_s": round(elapsed, 1),
         "final_states": final,
         "all_accepted": accepted == size,
@@ -464,6 +470,13 @@ def main() -> None:
         help="only the coverage part, kept with the last scale run's results (seeding 1M visits takes long)",
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--seed-base",
+        type=int,
+        default=10_000,
+        help="encounters written by the demo seeder; the rest are SQL copies of them (bench.replicate); "
+        "0 = the seeder writes every encounter (about 30 min for 1M)",
+    )
     parser.add_argument("--interval", type=float, default=None, help="seconds between samples")
     parser.add_argument(
         "--simulator-checks",
@@ -491,7 +504,7 @@ def main() -> None:
     for size in sizes:
         interval = args.interval or (1.0 if size <= 20_000 else 5.0)
         progress(f"scale: {size} encounters with {args.workers} worker processes")
-        result["runs"].append(run_size(size, args.workers, interval, args.simulator_checks))
+        result["runs"].append(run_size(size, args.workers, interval, args.simulator_checks, args.seed_base))
     from bench.bench_coverage import run as coverage_run
 
     progress(f"scale: coverage over {coverage_rows} ledger rows")
