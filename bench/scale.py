@@ -469,6 +469,11 @@ def main() -> None:
         action="store_true",
         help="only the coverage part, kept with the last scale run's results (seeding 1M visits takes long)",
     )
+    parser.add_argument(
+        "--runs-only",
+        action="store_true",
+        help="only the scale runs, kept with the last result's coverage part (which takes minutes at 1M)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--seed-base",
@@ -497,22 +502,26 @@ def main() -> None:
         "runs": [],
     }
     target = SMOKE_FILE if args.smoke else RESULT_FILE
-    if args.coverage_only:
+    previous = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
+    if args.coverage_only:  # keep the last runs: only the coverage part is measured again
         sizes = []
-        if target.exists():  # keep the last runs: only the coverage part is measured again
-            result = {**json.loads(target.read_text(encoding="utf-8")), "machine": result["machine"]}
+        result = {**previous, "machine": result["machine"]}
     for size in sizes:
         interval = args.interval or (1.0 if size <= 20_000 else 5.0)
         progress(f"scale: {size} encounters with {args.workers} worker processes")
         result["runs"].append(run_size(size, args.workers, interval, args.simulator_checks, args.seed_base))
-    from bench.bench_coverage import run as coverage_run
+    if args.runs_only:  # keep the last coverage part
+        result.update({key: previous[key] for key in ("coverage", "coverage_finished") if key in previous})
+        result["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    else:
+        from bench.bench_coverage import run as coverage_run
 
-    progress(f"scale: coverage over {coverage_rows} ledger rows")
-    result["coverage"] = coverage_run(coverage_rows, 3, his=True)
-    result["coverage"].pop("machine", None)
-    result["coverage_finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
-    if not args.coverage_only or "finished" not in result:
-        result["finished"] = result["coverage_finished"]
+        progress(f"scale: coverage over {coverage_rows} ledger rows")
+        result["coverage"] = coverage_run(coverage_rows, 3, his=True)
+        result["coverage"].pop("machine", None)
+        result["coverage_finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
+        if not args.coverage_only or "finished" not in result:
+            result["finished"] = result["coverage_finished"]
     # A smoke run checks the harness: it must not replace the last real scale run that bench.run reports.
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
