@@ -27,6 +27,11 @@ whether it holds now, compares with the state stored in ``alert_state`` and noti
 - ``audit_anchor_unsent``: the last audit anchor (``publish_audit_anchor``: the chain's head sent to the
   ``[audit]`` recipients, an informational message) did not reach every one of them. Set and cleared by
   the anchor run itself, not by ``evaluate``.
+- ``audit_anchor_stale``: anchors are on, yet none has reached a recipient for ``audit.anchor_stale_after``
+  (default a period plus 2 hours): the scheduler stopped, or every send fails. Counted from the last anchor
+  recorded by ``publish_audit_anchor`` (the ``audit_anchor`` checkpoint); before the first one, from when the
+  evaluation first expected one. Cleared by the next anchor that reaches a recipient. Never fires while
+  anchors are off.
 
 Messages carry counts, MA_LK ids, states and result codes — never personal data (DOMAIN.md §13).
 
@@ -55,8 +60,16 @@ from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import assess_certificate, assess_evidence_key, describe_error, load_signing_certificate
+from worker.health import (
+    ANCHOR_CHECKPOINT,
+    assess_certificate,
+    assess_evidence_key,
+    describe_error,
+    load_signing_certificate,
+    read_anchor_age,
+)
 from worker.ledger import audit
+from worker.ledger import repository as repo
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import alert_state, destination_status, encounters, versions
 from worker.ledger.states import State
@@ -79,6 +92,7 @@ CERT_STATUS_UNKNOWN = "certificate_status_unknown"
 EVIDENCE_KEY = "evidence_key_unusable"
 AUDIT_ANCHOR = "audit_anchor"  # the informational message carrying the audit chain's head
 ANCHOR_UNSENT = "audit_anchor_unsent"  # the last anchor did not reach every recipient of [audit]
+ANCHOR_STALE = "audit_anchor_stale"  # no anchor has reached a recipient for audit.anchor_stale_after
 
 #: Encounter states that never count as late: done, or no longer completed in the HIS.
 _NOT_LATE = frozenset({State.ACCEPTED, State.HIDDEN, State.UNCHANGED, State.SUPERSEDED})
@@ -555,6 +569,49 @@ def observe_evidence_key(engine: Engine, settings: Settings) -> Observation:
     )
 
 
+def _expect_anchors(engine: Engine, now: datetime) -> None:
+    """Before the first anchor, note when one was first expected, so that a scheduler that never sends one
+    is noticed ``anchor_stale_after`` later. Under the alerts' lock: two checks racing write it once."""
+    with engine.connect() as conn:
+        _, payload = repo.read_checkpoint(conn, ANCHOR_CHECKPOINT)
+    if payload is not None:
+        return
+    with engine.begin() as conn:
+        _lock(conn)
+        _, payload = repo.read_checkpoint(conn, ANCHOR_CHECKPOINT)
+        if payload is None:
+            repo.write_checkpoint(conn, ANCHOR_CHECKPOINT, None, {"watched_since": now.isoformat()})
+
+
+def observe_anchor_age(engine: Engine, settings: Settings, now: datetime) -> Observation:
+    """``audit_anchor_stale``. The summary and detail hold times, not the growing age: a condition that keeps
+    firing does not rewrite its stored state at every evaluation."""
+    if not settings.audit.anchors_enabled:
+        return Observation(ANCHOR_STALE, False, "audit anchors are off ([audit] names no recipient)")
+    _expect_anchors(engine, now)
+    with engine.connect() as conn:
+        age = read_anchor_age(conn, settings, now)
+    limit_h = age.limit.total_seconds() / 3600
+    detail: dict[str, object] = {
+        "last_anchor_at": age.last_at.isoformat() if age.last_at else None,
+        "event_id": age.event_id,
+        "counted_from": age.since.isoformat() if age.since else None,
+        "limit_h": limit_h,
+    }
+    if not age.stale:
+        return Observation(ANCHOR_STALE, False, f"the audit anchors are current: {age.describe()}", detail)
+    assert age.since is not None  # a stale age counts from somewhere
+    when = age.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    gap = f"since {when}" if age.last_at is not None else f"yet, though one is due since {when}"
+    return Observation(
+        ANCHOR_STALE,
+        True,
+        f"no audit anchor has reached an [audit] recipient {gap} (limit {limit_h:g} h): is the scheduler "
+        "(`vneid-sync beat`) running? (a failing recipient also raises audit_anchor_unsent)",
+        detail,
+    )
+
+
 def evaluate(
     engine: Engine,
     settings: Settings,
@@ -572,6 +629,7 @@ def evaluate(
             *observe_destinations(conn, settings),
         ]
     observations.append(observe_evidence_key(engine, settings))
+    observations.append(observe_anchor_age(engine, settings, now))
     if source is not None:
         try:
             observations.append(observe_coverage(source, engine, settings, calendar, now))
@@ -788,7 +846,9 @@ def publish_audit_anchor(
 ) -> AnchorDelivery | None:
     """Send the audit chain's head to the ``[audit]`` recipients as an informational message; ``None`` when
     anchors are off. A recipient that fails is logged and fires ``audit_anchor_unsent`` through the alerts'
-    own notifiers (once, until an anchor reaches every recipient again). Never raises on a failed send."""
+    own notifiers (once, until an anchor reaches every recipient again). An anchor that reached at least one
+    recipient is recorded (the ``audit_anchor`` checkpoint: when, which event) and clears
+    ``audit_anchor_stale``. Never raises on a failed send."""
     targets = anchor_notifiers(settings) if notifiers is None else list(notifiers)
     if not targets:
         return None
@@ -814,6 +874,20 @@ def publish_audit_anchor(
     log.info(
         "audit_anchor", event_id=anchor.event_id, events=anchor.events, row_hash=anchor.row_hash, sent=sent
     )
+    if sent:  # off the server, with at least one recipient: what ``audit_anchor_stale`` counts from
+        with engine.begin() as conn:
+            _lock(conn)
+            repo.write_checkpoint(
+                conn,
+                ANCHOR_CHECKPOINT,
+                None,
+                {
+                    "at": moment.isoformat(),
+                    "event_id": anchor.event_id,
+                    "events": anchor.events,
+                    "sent": sent,
+                },
+            )
     observation = Observation(
         ANCHOR_UNSENT,
         bool(failed),
@@ -825,7 +899,8 @@ def publish_audit_anchor(
     )
     notify(
         engine,
-        apply_observations(engine, [observation], moment),
+        # The staleness too: an anchor that got out clears it now, not at the next alert check.
+        apply_observations(engine, [observation, observe_anchor_age(engine, settings, moment)], moment),
         notifiers_from_settings(settings) if alert_notifiers is None else alert_notifiers,
         facility_code=facility,
         now=moment,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import typing
 from contextvars import ContextVar
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -276,10 +276,33 @@ class AuditSettings(Section):
     anchor_every_h: float = Field(
         24.0, gt=0, description="Send an anchor this often (hours), from the scheduler (`vneid-sync beat`)."
     )
+    anchor_stale_after_h: float | None = Field(
+        None,
+        gt=0,
+        description="Alert `audit_anchor_stale` when no anchor has reached a recipient for this many hours "
+        "(the scheduler stopped, or every send fails). Not set: anchor_every_h + 2.",
+    )
+
+    @model_validator(mode="after")
+    def _stale_after_a_period(self) -> AuditSettings:
+        if self.anchor_stale_after_h is not None and self.anchor_stale_after_h <= self.anchor_every_h:
+            # A limit within one period fires between two punctual anchors.
+            raise ValueError(
+                f"audit.anchor_stale_after_h ({self.anchor_stale_after_h:g}) must be more than "
+                f"audit.anchor_every_h ({self.anchor_every_h:g})"
+            )
+        return self
 
     @property
     def anchors_enabled(self) -> bool:
         return bool(self.anchor_webhook_url or self.anchor_email_to)
+
+    @property
+    def anchor_stale_after(self) -> timedelta:
+        """The age past which the last anchor is stale: a period plus 2 hours unless set (the beat's task
+        can wait behind a long discovery in the queue)."""
+        hours = self.anchor_stale_after_h
+        return timedelta(hours=hours if hours is not None else self.anchor_every_h + 2)
 
 
 class FlowerSettings(Section):

@@ -5,15 +5,18 @@ personal data: the HIS (read-only: the adapter's engine answers ``SELECT 1`` and
 runs), the ledger (connects, schema at the newest revision), the broker (a kombu connection), every enabled
 gateway destination (a token call), the signing certificate (loaded from the configured key source, inside
 its validity period, not about to expire, not revoked by its CA), the evidence key (the key files read again
-as a starting worker reads them, and the newest stored evidence opens with them) and the clock (against the
-gateway's HTTP ``Date`` header, taken from the same token answer). Exit code: 0 all OK, 1 a WARN with
-``--strict``, 2 any FAIL.
+as a starting worker reads them, and the newest stored evidence opens with them), the clock (against the
+gateway's HTTP ``Date`` header, taken from the same token answer) and, when ``[audit]`` names an anchor
+recipient, the age of the last audit anchor that left the server (with the ledger checks). Exit code: 0 all
+OK, 1 a WARN with ``--strict``, 2 any FAIL.
 
 The certificate helpers here (``load_signing_certificate``, ``CertificateWatch``, ``assess_certificate``) are
 shared with the metrics exporter and the alert conditions, and all three judge the certificate with the signing
 helper's ``adapters.signers.certcheck``, so they agree with ``vneid-sync cert check``.
 ``assess_evidence_key`` is shared the same way (the ``vneid_evidence_key_loaded`` gauge, the
-``evidence_key_unusable`` alert), so the three agree on whether the evidence key can be loaded.
+``evidence_key_unusable`` alert), so the three agree on whether the evidence key can be loaded; it loads the
+ring with the worker's own loader (``worker.evidence_keys``, without creating anything). ``read_anchor_age``
+is shared too (the ``vneid_audit_anchor_age_seconds`` gauge, the ``audit_anchor_stale`` alert).
 
 A note on the gateway check: it takes a real token for the configured account. Whether the gateway keeps
 older tokens of the account valid is not documented (DOMAIN.md §9.6); if it does not, a running worker's next
@@ -360,6 +363,115 @@ def check_evidence_key(settings: Settings, *, engine: Engine | None = None) -> C
     return CheckResult("evidence key", Status.OK, report.summary())
 
 
+# ---------------------------------------------------------------------------------- audit anchors
+
+#: The ``checkpoints`` row where ``alerts.publish_audit_anchor`` records the last anchor that reached an
+#: ``[audit]`` recipient; before the first one, the alert evaluation notes there when it began to expect one.
+ANCHOR_CHECKPOINT = "audit_anchor"
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorAge:
+    """How long the audit chain has gone without an anchor leaving the server (ids and times only)."""
+
+    limit: timedelta  # ``audit.anchor_stale_after``
+    last_at: datetime | None = None  # the last anchor that reached a recipient
+    event_id: int | None = None  # the event that anchor named
+    since: datetime | None = None  # what the age counts from: ``last_at``, else when one was first due
+    age: timedelta | None = None  # None: nothing to anchor yet, or no anchor expected yet
+
+    @property
+    def stale(self) -> bool:
+        return self.age is not None and self.age > self.limit
+
+    def describe(self) -> str:
+        limit = f"limit {self.limit.total_seconds() / 3600:g} h"
+        if self.last_at is not None and self.age is not None:
+            return (
+                f"last anchor {self.age.total_seconds() / 3600:.1f} h ago (event {self.event_id}, "
+                f"{_utc_minute(self.last_at)}), {limit}"
+            )
+        if self.since is not None and self.age is not None:
+            return (
+                f"no anchor has reached a recipient yet; one is due since {_utc_minute(self.since)} "
+                f"({self.age.total_seconds() / 3600:.1f} h ago), {limit}"
+            )
+        return f"no anchor sent yet (nothing to anchor, or the alert checks have not run yet), {limit}"
+
+
+def _utc_minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def read_anchor_age(conn: sa.Connection, settings: Settings, now: datetime) -> AnchorAge:
+    """The age of the last anchor, from the ``audit_anchor`` checkpoint; two primary-key reads. Before the
+    first anchor, the age counts from the later of the first audit event and the moment the alert evaluation
+    first expected an anchor: turning anchors on (or a fresh install, whose scheduler sends the first one a
+    period after it starts) is not stale at once, and an empty chain has nothing to anchor."""
+    from worker.ledger import repository as repo  # noqa: PLC0415  # keeps this module light to import
+    from worker.ledger.db import as_utc  # noqa: PLC0415  # idem
+    from worker.ledger.schema import audit_log  # noqa: PLC0415  # idem
+
+    limit = settings.audit.anchor_stale_after
+    _, payload = repo.read_checkpoint(conn, ANCHOR_CHECKPOINT)
+    record = payload or {}
+    last_at = _instant(record.get("at"))
+    if last_at is not None:
+        event_id = record.get("event_id")
+        return AnchorAge(
+            limit,
+            last_at=last_at,
+            event_id=event_id if isinstance(event_id, int) else None,
+            since=last_at,
+            age=max(now - last_at, timedelta(0)),
+        )
+    watched = _instant(record.get("watched_since"))
+    first = as_utc(conn.execute(sa.select(audit_log.c.at).order_by(audit_log.c.id).limit(1)).scalar())
+    if watched is None or first is None:
+        return AnchorAge(limit)
+    since = max(watched, first)
+    return AnchorAge(limit, since=since, age=max(now - since, timedelta(0)))
+
+
+def check_audit_anchor(
+    settings: Settings, *, now: datetime, engine: Engine | None = None
+) -> CheckResult | None:
+    """The age of the last audit anchor; ``None`` (no line) while anchors are off. WARN once it is older than
+    ``audit.anchor_stale_after`` (the ``audit_anchor_stale`` alert fires then too)."""
+    from worker.bootstrap import ledger_engine  # noqa: PLC0415  # keeps this module light to import
+
+    if not settings.audit.anchors_enabled:
+        return None
+    own = engine is None
+    engine = engine or ledger_engine(settings)
+    try:
+        with engine.connect() as conn:
+            anchor = read_anchor_age(conn, settings, now)
+    except Exception as exc:  # reported as FAIL
+        return CheckResult("audit anchor", Status.FAIL, f"cannot read the ledger: {describe_error(exc)}")
+    finally:
+        if own:
+            engine.dispose()
+    if anchor.stale:
+        return CheckResult(
+            "audit anchor",
+            Status.WARN,
+            f"{anchor.describe()}: is the scheduler (`vneid-sync beat`) running, and do the [audit] "
+            "recipients take the anchors?",
+        )
+    return CheckResult("audit anchor", Status.OK, anchor.describe())
+
+
 # -------------------------------------------------------------------------------------------- HIS
 
 
@@ -641,6 +753,9 @@ def run_checks(
         maintenance = check_ledger_maintenance(settings)
         if maintenance is not None:
             results.append(maintenance)
+        anchor = check_audit_anchor(settings, now=moment)
+        if anchor is not None:
+            results.append(anchor)
     if "broker" not in skip:
         results.append(check_broker(settings))
     if "gateway" not in skip:

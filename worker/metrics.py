@@ -23,6 +23,10 @@ queries, so the numbers are those of the whole installation whatever the number 
                                                        starting now would load it (key files read again)
                                                        and opens the newest stored evidence; 0 when not
                                                        (missing, unreadable, not a key, the wrong key)
+``vneid_audit_anchor_age_seconds``                     since the last audit anchor reached an ``[audit]``
+                                                       recipient (before the first: since one was due);
+                                                       only while anchors are on, no sample before an
+                                                       anchor is due (``audit_anchor_stale`` alert)
 ``vneid_gateway_attempts_total{destination,code}``     audit ``attempt`` rows by ``maKetQua`` (``none``:
                                                        no answer); counted since the exporter started
 ``vneid_gateway_stops_total{destination,reason}``      destination stops (token/account/config errors)
@@ -69,7 +73,13 @@ from sqlalchemy.engine import Engine
 
 from worker.config import Settings
 from worker.domain.values import VIETNAM_TZ
-from worker.health import CertificateWatch, assess_certificate, assess_evidence_key
+from worker.health import (
+    AnchorAge,
+    CertificateWatch,
+    assess_certificate,
+    assess_evidence_key,
+    read_anchor_age,
+)
 from worker.ledger.db import as_utc
 from worker.ledger.schema import audit_log, destination_status, encounters
 from worker.ledger.states import State
@@ -165,6 +175,11 @@ class LedgerCollector:
                     rows = ledger_state_rows(conn, self._legal_start)
                     stopped = self._destination_states(conn)
                     self._advance_audit(conn)
+                    anchor = (
+                        read_anchor_age(conn, self._settings, now)
+                        if self._settings.audit.anchors_enabled
+                        else None
+                    )
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("metrics.ledger_unreadable", error=type(exc).__name__)
                 up.add_metric([], 0)
@@ -173,6 +188,8 @@ class LedgerCollector:
                 families += self._state_families(rows, now, GaugeMetricFamily)
                 families.append(self._stopped_family(stopped, GaugeMetricFamily))
                 families += self._attempt_families(CounterMetricFamily)
+                if anchor is not None:
+                    families.append(self._anchor_family(anchor, GaugeMetricFamily))
             families += self._certificate_families(now, GaugeMetricFamily)
             families.append(self._evidence_key_family(GaugeMetricFamily))
         yield up
@@ -281,6 +298,16 @@ class LedgerCollector:
         for (destination, reason), count in sorted(self._stops.items()):
             stops.add_metric([destination, reason], count)
         return [attempts, stops]
+
+    def _anchor_family(self, anchor: AnchorAge, gauge: Any) -> Metric:
+        family: Metric = gauge(
+            "vneid_audit_anchor_age_seconds",
+            "Seconds since the last audit anchor reached an [audit] recipient (before the first: since one "
+            "was due); compare with audit.anchor_stale_after.",
+        )
+        if anchor.age is not None:
+            family.add_metric([], anchor.age.total_seconds())  # type: ignore[attr-defined]  # a GaugeMetricFamily
+        return family
 
     # -- certificate ----------------------------------------------------------------------------------
     def _certificate_families(self, now: datetime, gauge: Any) -> list[Metric]:
