@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from adapters.signers.revocation import at_use
 from worker.bootstrap import evidence_keys, ledger_engine
 from worker.cli.context import CliError, console, err_console, settings
 from worker.ledger import audit, evidence_store, migrate, revocation_answers
@@ -263,7 +265,7 @@ def show_command(
         f"{len(found.document)} bytes -> {out}"
     )
     console.print(found.signing_summary(), markup=False, highlight=False, soft_wrap=True)
-    answer_line = _revocation_answer_line(engine, found.signing)
+    answer_line = _revocation_answer_line(engine, found.signing, found.stored_at)
     if answer_line is not None:
         console.print(answer_line, markup=False, highlight=False, soft_wrap=True)
     if receipt_out is not None:
@@ -279,8 +281,11 @@ _KIND_NAMES = {"ocsp": "OCSP response", "crl": "CRL"}
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def _revocation_answer_line(engine: Engine, signing: dict[str, object] | None) -> str | None:
-    """Which kept CA answer the version's revocation status was derived from, and how to export it."""
+def _revocation_answer_line(
+    engine: Engine, signing: dict[str, object] | None, signed_at: datetime
+) -> str | None:
+    """Which kept CA answer the version's revocation status was derived from, and how to export it and have
+    it judged at the time this version was signed (``signed_at``: when the signed file was recorded)."""
     record = (signing or {}).get("revocation")
     if not isinstance(record, dict) or record.get("state") in (None, "not_checked", "unknown"):
         return None  # nothing recorded, nothing checked, or no source answered: no answer to keep
@@ -293,10 +298,31 @@ def _revocation_answer_line(engine: Engine, signing: dict[str, object] | None) -
         return (
             f"CA's signed answer sha256 {sha256}: MISSING from the ledger (named by the signed audit event)"
         )
+    serial = (signing or {}).get("cert_serial")
     return (
         f"CA's signed answer: {_KIND_NAMES.get(kept.kind, kept.kind)} sha256 {kept.sha256} ({kept.size} bytes); "
-        f"export: vneid-sync evidence revocation-answer {kept.sha256} --out FILE"
+        f"export: vneid-sync evidence revocation-answer {kept.sha256} --out FILE "
+        f"--at {signed_at.isoformat(timespec='seconds')}" + (f" --serial {serial}" if serial else "")
     )
+
+
+def _moment(text: str) -> datetime:
+    """``--at``: ISO 8601 with its offset (``2026-03-04T12:00:00+07:00``, ``…Z``), or Unix seconds."""
+    try:
+        moment = datetime.fromtimestamp(int(text), UTC) if text.isdigit() else datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        raise typer.BadParameter(f"{text!r} is neither an ISO 8601 time nor Unix seconds") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(f"{text!r} has no UTC offset (add Z or +07:00): the time would be a guess")
+    return moment.astimezone(UTC)
+
+
+def _serial(text: str) -> int:
+    """``--serial``: hexadecimal, as ``cert_serial`` (``0x`` allowed)."""
+    try:
+        return int(text.removeprefix("0x").removeprefix("0X"), 16)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a hexadecimal serial number") from None
 
 
 @evidence_group.command("revocation-answer")
@@ -304,11 +330,39 @@ def revocation_answer_command(
     ctx: typer.Context,
     sha256: Annotated[str, typer.Argument(help="The answer's SHA-256, as `evidence show` prints it.")],
     out: Annotated[Path, typer.Option("--out", help="Write the DER here (new file, never overwritten).")],
+    at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at",
+            parser=_moment,
+            metavar="TIME",
+            help="The time of use to judge it at: when the version was signed, as `evidence show` prints "
+            "it (ISO 8601 with offset, or Unix seconds). Default: when the ledger first relied on it.",
+        ),
+    ] = None,
+    serial: Annotated[
+        int | None,
+        typer.Option(
+            "--serial",
+            parser=_serial,
+            metavar="HEX",
+            help="The signing certificate's serial (the signed event's cert_serial): which certificate an "
+            "OCSP response must be about, and which entry of a CRL to look for.",
+        ),
+    ] = None,
 ) -> None:
-    """Export a kept OCSP response or CRL (DER), the CA's signed answer a signature's status relied on.
+    """Export a kept OCSP response or CRL (DER), the CA's signed answer a signature's status relied on, and
+    judge it at the time it was used, not today.
 
-    Check it with `openssl ocsp -respin FILE -text` or `openssl crl -inform DER -in FILE -text`; with the
-    CA's certificate, openssl also verifies the CA's signature. Needs no evidence key (no personal data)."""
+    An answer speaks for a few days (thisUpdate to nextUpdate), so checked against today's date any old
+    answer is stale. This command reads thisUpdate, nextUpdate and the certificate's entry from the CA's
+    bytes and says whether the answer was valid at the time of use (--at, or when the ledger first relied on
+    it): "valid at the time of use", or "stale at use" (used after its nextUpdate), "not yet valid at use",
+    "revoked before use". It then prints the openssl commands that verify the CA's signature as of that time
+    (-attime): `openssl ocsp ... -attime T` (openssl still warns "Status times invalid" for an answer past its
+    nextUpdate: it compares those two dates with today whatever -attime says), and for a CRL
+    `openssl verify -attime T -crl_check -CAfile CA.pem -CRLfile FILE CERT.pem`. Needs no evidence key (no
+    personal data)."""
     if not _SHA256.fullmatch(sha256):
         raise CliError(f"{sha256!r} is not a SHA-256 (64 hexadecimal digits)")
     if out.exists():
@@ -331,12 +385,41 @@ def revocation_answer_command(
         highlight=False,
         soft_wrap=True,
     )
-    check = (
-        f"openssl ocsp -respin {out} -text -noverify"
-        if kept.kind == "ocsp"
-        else f"openssl crl -inform DER -in {out} -text -noout"
+    used_at = at or kept.first_used_at
+    judged = at_use.judge(kept.kind, kept.der, first_use=used_at, serial=serial)
+    when = "--at" if at else "when the ledger first relied on it"
+    console.print(
+        f"at {used_at.isoformat(timespec='seconds')} ({when}): {judged.summary()}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"read it: {check}", markup=False, highlight=False, soft_wrap=True)
+    for line in _openssl_lines(kept.kind, out, used_at, serial):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _openssl_lines(kind: str, out: Path, used_at: datetime, serial: int | None) -> list[str]:
+    """How an inspector reads the exported answer, and verifies the CA's signature on it as of ``used_at``
+    (``-attime``): the responder's or CA's certificate may have expired since, which would fail today.
+    CA.pem is the CA's certificate (``signer.trust_store``), CERT.pem the signing certificate."""
+    attime = int(used_at.timestamp())
+    if kind == "ocsp":
+        named = f"0x{serial:x}" if serial is not None else "0x<cert_serial>"
+        return [
+            f"read it: openssl ocsp -respin {out} -text -noverify",
+            f"verify it as of its use: openssl ocsp -respin {out} -issuer CA.pem -CAfile CA.pem -serial {named} "
+            f"-no_nonce -attime {attime}",
+            '  (openssl compares This Update/Next Update with today whatever -attime says: its "WARNING: '
+            'Status times invalid" is expected once the answer is past its nextUpdate; the "at …" line '
+            "above judged those dates at the time of use)",
+        ]
+    return [
+        f"read it: openssl crl -inform DER -in {out} -text -noout",
+        f"verify it as of its use: openssl verify -attime {attime} -crl_check -CAfile CA.pem -CRLfile {out} "
+        "CERT.pem",
+        '  ("CERT.pem: OK": at that time the CRL was current, signed by the CA, and did not list the '
+        "certificate)",
+    ]
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from adapters.signers.revocation.at_use import held_at_use
 from worker import metrics
 from worker.bootstrap import build_pipeline, ledger_engine
 from worker.cli.context import CliError, console, err_console, settings
@@ -386,17 +387,22 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the hash chain, and the CA revocation answers its signed events name: exit 1 naming the first bad
-    row, and each answer missing from the ledger or altered with the events and versions that name it. With
-    --anchors, also each anchor kept off the server: an event gone or with another row hash means the chain
-    was rewritten or cut short since (exit 1, each such anchor named)."""
+    row, and each answer missing from the ledger or altered with the events and versions that name it. Each
+    intact answer is also judged at the time it was used, not today: the times of the signed events relying on
+    it must lie between its thisUpdate and nextUpdate (read from the CA's bytes), and it must be about their
+    certificate and not list it as revoked by then; one that was stale at use is named with the first and
+    last events relying on it (exit 1). With --anchors, also each anchor kept off the server: an event gone or
+    with another row hash means the chain was rewritten or cut short since (exit 1, each such anchor named)."""
     anchored = _read_anchors(anchors) if anchors is not None else None
     engine = _ensure_ledger(ctx)
     with engine.connect() as conn:
-        report = audit.verify_chain(conn)
+        report = audit.verify_chain(conn, judge=held_at_use)
         anchor_faults = audit.check_anchors(conn, anchored) if anchored is not None else ()
     answers = report.answers
     for fault in answers.faults:
         err_console.print(_answer_fault_line(fault), markup=False, highlight=False)
+    for use_fault in answers.use_faults:
+        err_console.print(_use_fault_line(use_fault), markup=False, highlight=False, soft_wrap=True)
     for anchor_fault in anchor_faults:
         err_console.print(_anchor_fault_line(anchor_fault), markup=False, highlight=False)
     problems = []
@@ -404,6 +410,11 @@ def audit_verify(
         problems.append(
             f"{len(answers.faults)} of {answers.named} revocation answers named by signed events "
             "are missing or altered"
+        )
+    if answers.use_faults:
+        problems.append(
+            f"{len(answers.use_faults)} of {answers.judged} revocation answers did not hold when signed events "
+            "relied on them"
         )
     if anchor_faults:
         problems.append(
@@ -424,6 +435,12 @@ def audit_verify(
         if answers.named
         else "revocation answers: no signed event names one (signed before revision 0004, or no CA answer to keep)"
     )
+    if answers.judged:
+        console.print(
+            f"revocation answers valid at their time of use: {_judged(answers.judged)}, judged at the times of "
+            "the signed events that relied on them, not today",
+            soft_wrap=True,
+        )
     if anchored is not None:
         newest = max((anchor for _, anchor in anchored), key=lambda a: a.event_id, default=None)
         console.print(
@@ -468,6 +485,26 @@ def _answer_fault_line(fault: audit.AnswerFault) -> str:
     if fault.events > len(shown):
         shown.append(f"{fault.events - len(shown)} more")
     return f"revocation answer {fault.sha256} {what}: named by {_signed_events(fault.events)}: {', '.join(shown)}"
+
+
+def _use_fault_line(fault: audit.UseFault) -> str:
+    """One line per answer and certificate: why the answer did not hold, and the span of the events using it."""
+    use = fault.use
+    certificate = (
+        f"certificate {use.cert_serial}" if use.cert_serial else "a certificate the events do not name"
+    )
+    (first_at, first_event, first_version), (last_at, last_event, last_version) = use.first, use.last
+    span = f"event {first_event} (version {first_version}) on {first_at.isoformat(timespec='seconds')}"
+    if use.events > 1:
+        span += f" to event {last_event} (version {last_version}) on {last_at.isoformat(timespec='seconds')}"
+    return (
+        f"revocation answer {fault.sha256} {fault.reason}; relied on for {certificate} by "
+        f"{_signed_events(use.events)}: {span}"
+    )
+
+
+def _judged(count: int) -> str:
+    return f"{count} answer{'' if count == 1 else 's'} and certificate{'' if count == 1 else 's'}"
 
 
 def _signed_events(count: int) -> str:

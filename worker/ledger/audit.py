@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -125,6 +125,41 @@ class AnswerFault:
     named_by: tuple[tuple[int, int | None], ...]
 
 
+#: A signed event's use of an answer: (the event's time, its audit event id, its version id).
+Use = tuple[datetime, int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerUse:
+    """When the verified ``signed`` events of one certificate relied on one kept answer."""
+
+    cert_serial: str | None  # hex, as the events record it (``cert_serial``)
+    events: int
+    first: Use  # the earliest event (by time)
+    last: Use  # the latest
+
+
+class UseJudge(Protocol):
+    """Whether a kept answer held at the time signed events relied on it, from its own bytes: ``None`` when it
+    did, otherwise one line saying why not. Today's date plays no part: an answer speaks for a few days, and
+    is judged years later. The ledger does not read OCSP or CRL; ``audit verify`` passes the revocation
+    adapter's (``adapters.signers.revocation.at_use.held_at_use``)."""
+
+    def __call__(
+        self, kind: str, der: bytes, *, cert_serial: str | None, first_use: datetime, last_use: datetime
+    ) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UseFault:
+    """A kept, intact answer that did not hold when signed events relied on it (used after its nextUpdate,
+    before its thisUpdate, after the revocation it lists, or not about their certificate)."""
+
+    sha256: str
+    use: AnswerUse
+    reason: str  # the judge's line
+
+
 @dataclass(frozen=True, slots=True)
 class AnswerCheck:
     """The revocation answers the verified ``signed`` events name (``revocation.answer_sha256``), checked."""
@@ -132,6 +167,9 @@ class AnswerCheck:
     named: int = 0  # distinct answers named
     events: int = 0  # signed events that name one
     faults: tuple[AnswerFault, ...] = ()
+    #: With a judge: (answer, certificate) pairs judged at their time of use, and those that did not hold.
+    judged: int = 0
+    use_faults: tuple[UseFault, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +185,7 @@ class ChainReport:
 
     @property
     def ok(self) -> bool:
-        return self.chain_intact and not self.answers.faults
+        return self.chain_intact and not self.answers.faults and not self.answers.use_faults
 
 
 #: How many (event id, version id) a fault names. Enough to start from; the count says how many there are,
@@ -158,15 +196,35 @@ _ANSWERS_PER_FETCH = 8
 
 
 @dataclass(slots=True)
+class _Uses:
+    """The signed events of one certificate that relied on one answer: how many, the earliest and the latest."""
+
+    events: int
+    first: Use
+    last: Use
+
+    def add(self, use: Use) -> None:
+        self.events += 1
+        if use[0] < self.first[0]:
+            self.first = use
+        if use[0] >= self.last[0]:
+            self.last = use
+
+
+@dataclass(slots=True)
 class _Naming:
     events: int = 0
     named_by: list[tuple[int, int | None]] = field(default_factory=list)
+    #: By certificate serial: one per answer (an OCSP response), or a few (certificates rotated under one
+    #: CRL), however many events rely on it.
+    uses: dict[str | None, _Uses] = field(default_factory=dict)
 
 
-def verify_chain(conn: sa.Connection, *, batch: int = 5000) -> ChainReport:
+def verify_chain(conn: sa.Connection, *, batch: int = 5000, judge: UseJudge | None = None) -> ChainReport:
     """Walk the chain in id order; report the first row whose content or link does not match. The revocation
     answers that the signed events of the verified rows name are then checked in one query
-    (``_check_answers``): each must be kept, and its stored bytes must still hash to the name."""
+    (``_check_answers``): each must be kept, and its stored bytes must still hash to the name; with ``judge``,
+    each intact one must also have held at the time of the events that relied on it (``UseJudge``)."""
     prev = GENESIS
     checked = 0
     last_id = 0
@@ -180,15 +238,15 @@ def verify_chain(conn: sa.Connection, *, batch: int = 5000) -> ChainReport:
         ).mappings()
         rows: Iterable[sa.RowMapping] = list(chunk)
         if not rows:
-            return ChainReport(checked, answers=_check_answers(conn, names))
+            return ChainReport(checked, answers=_check_answers(conn, names, judge))
         for row in rows:
             if row["prev_hash"] != prev:
                 reason = "link broken: a row before it was deleted or altered"
-                return ChainReport(checked, row["id"], reason, _check_answers(conn, names))
+                return ChainReport(checked, row["id"], reason, _check_answers(conn, names, judge))
             expected = row_hash(prev, dict(row))
             if row["row_hash"] != expected:
                 reason = "content altered: the row hash does not match"
-                return ChainReport(checked, row["id"], reason, _check_answers(conn, names))
+                return ChainReport(checked, row["id"], reason, _check_answers(conn, names, judge))
             _note_answer(names, row)
             prev = row["row_hash"]
             last_id = row["id"]
@@ -196,12 +254,14 @@ def verify_chain(conn: sa.Connection, *, batch: int = 5000) -> ChainReport:
 
 
 def _note_answer(names: dict[str, _Naming], row: sa.RowMapping) -> None:
-    """Remember the answer a verified ``signed`` event names (by ``revocation.answer_sha256``), if any."""
+    """Remember the answer a verified ``signed`` event names (by ``revocation.answer_sha256``), if any, and
+    when that event's certificate relied on it (the event's time)."""
     detail = row["detail"]
     # A substring test before json.loads: most rows are not signed events that name an answer.
     if row["event"] != "signed" or not detail or '"answer_sha256"' not in detail:
         return
-    revocation = json.loads(detail).get("revocation")
+    signing = json.loads(detail)
+    revocation = signing.get("revocation")
     sha256 = revocation.get("answer_sha256") if isinstance(revocation, dict) else None
     if sha256 is None:
         return
@@ -209,31 +269,67 @@ def _note_answer(names: dict[str, _Naming], row: sa.RowMapping) -> None:
     naming.events += 1
     if len(naming.named_by) < NAMED_BY_SHOWN:
         naming.named_by.append((row["id"], row["version_id"]))
+    serial = signing.get("cert_serial")
+    certificate = None if serial is None else str(serial)
+    use: Use = (_aware(row["at"]), row["id"], row["version_id"])
+    uses = naming.uses.get(certificate)
+    if uses is None:
+        naming.uses[certificate] = _Uses(1, use, use)
+    else:
+        uses.add(use)
 
 
-def _check_answers(conn: sa.Connection, names: dict[str, _Naming]) -> AnswerCheck:
+def _aware(moment: datetime) -> datetime:
+    """``at`` (NOT NULL) as aware UTC: SQLite returns it naive."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _check_answers(conn: sa.Connection, names: dict[str, _Naming], judge: UseJudge | None) -> AnswerCheck:
     """One query for every distinct answer named, streamed (a CRL can be megabytes): a name without a row is
-    ``missing``; a row whose bytes do not decompress or hash to its name is ``altered``."""
+    ``missing``; a row whose bytes do not decompress or hash to its name is ``altered``. With ``judge``, an
+    intact answer is judged once per certificate at the earliest and latest of the events relying on it:
+    an answer's period is one interval, so every use between them held when those two did."""
     if not names:
         return AnswerCheck()
     kept = (
-        sa.select(revocation_answers.c.sha256, revocation_answers.c.der, revocation_answers.c.compression)
+        sa.select(
+            revocation_answers.c.sha256,
+            revocation_answers.c.kind,
+            revocation_answers.c.der,
+            revocation_answers.c.compression,
+        )
         .where(_among(conn, revocation_answers.c.sha256, sorted(names)))
         .execution_options(yield_per=_ANSWERS_PER_FETCH)
     )
     faults: list[AnswerFault] = []
+    use_faults: list[UseFault] = []
+    judged = 0
     found: set[str] = set()
     for row in conn.execute(kept):
         found.add(row.sha256)
         try:
-            checked_der(row.sha256, row.der, row.compression)
+            der = checked_der(row.sha256, row.der, row.compression)
         except RevocationAnswerCorruptError as exc:
             reason = str(exc).removeprefix(f"revocation answer {row.sha256}: ")
             faults.append(_fault(row.sha256, "altered", reason, names[row.sha256]))
+            continue
+        if judge is None:
+            continue
+        for serial, uses in names[row.sha256].uses.items():
+            judged += 1
+            said = judge(row.kind, der, cert_serial=serial, first_use=uses.first[0], last_use=uses.last[0])
+            if said is not None:
+                use = AnswerUse(serial, uses.events, uses.first, uses.last)
+                use_faults.append(UseFault(row.sha256, use, said))
     faults += [_fault(sha256, "missing", "", names[sha256]) for sha256 in names.keys() - found]
     faults.sort(key=lambda fault: fault.named_by[0][0])  # chain order of the first event naming each
+    use_faults.sort(key=lambda fault: fault.use.first[1])
     return AnswerCheck(
-        named=len(names), events=sum(naming.events for naming in names.values()), faults=tuple(faults)
+        named=len(names),
+        events=sum(naming.events for naming in names.values()),
+        faults=tuple(faults),
+        judged=judged,
+        use_faults=tuple(use_faults),
     )
 
 

@@ -57,13 +57,18 @@ def reason_name(reason: object) -> str:
     return str(value) if value else "unspecified"
 
 
+def holds_until(this_update: datetime, next_update: datetime | None) -> datetime:
+    """The end of the period an answer speaks for: its nextUpdate, or thisUpdate + 1 h without one."""
+    return next_update or this_update + LIFETIME_WITHOUT_NEXT_UPDATE
+
+
 def valid_until(this_update: datetime, next_update: datetime | None, now: datetime, *, what: str) -> datetime:
     """Until when an answer may be used; raises when it is not yet valid or already stale."""
     if this_update > now + CLOCK_SKEW:
         raise RevocationCheckError(
             f"{what}: thisUpdate {this_update.isoformat()} is in the future (check this server's clock)"
         )
-    until = next_update or this_update + LIFETIME_WITHOUT_NEXT_UPDATE
+    until = holds_until(this_update, next_update)
     if now > until + CLOCK_SKEW:
         label = "nextUpdate" if next_update else "thisUpdate + 1 h (no nextUpdate)"
         raise RevocationCheckError(f"{what}: stale, {label} {until.isoformat()} has passed")

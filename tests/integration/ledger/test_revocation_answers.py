@@ -20,8 +20,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509 import ocsp
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -29,12 +27,12 @@ from adapters.signers.testpki import (
     Issued,
     certificate_revocation_list,
     generate_ca,
-    issue_signing_certificate,
     ocsp_response,
 )
 from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.ledger.evidence_support import FACILITY, signed_file
 from tests.integration.ledger.migration_support import alembic_on, downgrade
+from tests.unit.signers.revocation_support import ocsp_request_for_serial
 from worker.ledger import audit, migrate, revocation_answers
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys
@@ -44,7 +42,11 @@ from worker.ledger.schema import audit_log, metadata
 from worker.ledger.schema import revocation_answers as answers_table
 from worker.ports import EncounterRef
 
-NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+#: The signed events are recorded at the real time, and `audit verify` judges each answer at the time of the
+#: events that relied on it: the answers are made to hold then. Whole seconds, as OCSP and CRL times.
+NOW = datetime.now(UTC).replace(microsecond=0)
+#: The certificate the signed events name (``cert_serial``), and the one the OCSP answers are about.
+CERT_SERIAL = "ab"
 KEYS = EvidenceKeys.generate()
 
 
@@ -66,8 +68,7 @@ def crl_answer(ca: Issued, *, number: int = 1, revoked: int = 0) -> RevocationAn
 
 
 def ocsp_answer(ca: Issued) -> RevocationAnswer:
-    certificate = issue_signing_certificate(ca).certificate
-    request = ocsp.OCSPRequestBuilder().add_certificate(certificate, ca.certificate, hashes.SHA1()).build()
+    request = ocsp_request_for_serial(ca.certificate, int(CERT_SERIAL, 16))
     der = ocsp_response(request, signer=ca, this_update=NOW, next_update=NOW + timedelta(days=1))
     return RevocationAnswer(
         sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der, url="http://ca.test/ocsp",
@@ -103,7 +104,7 @@ def signed_under(item: WorkItem, answer: RevocationAnswer | None) -> repo.Signed
 
 
 def record(conn: sa.Connection, signed: list[repo.Signed]) -> None:
-    repo.record_signed_many(conn, signed, cert_serial="ab", keys=KEYS)
+    repo.record_signed_many(conn, signed, cert_serial=CERT_SERIAL, keys=KEYS)
 
 
 def kept_rows(engine: Engine) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,16 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.x509 import ocsp
 
+from adapters.signers.testpki import ocsp_response
 from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.signers.worker_support import T0, Cli, MakeWorker, SignedEvent, Worker
-from tests.unit.signers.revocation_support import CRL_PATH, OCSP_PATH, CaServices, key_naming
+from tests.unit.signers.revocation_support import (
+    CRL_PATH,
+    OCSP_PATH,
+    CaServices,
+    key_naming,
+    ocsp_request_for_serial,
+)
 from tests.unit.signers.served_answers import Served
 from worker.ledger import repository as repo
 from worker.ledger.revocation_answers import RevocationAnswer
@@ -64,6 +72,14 @@ def test_the_exported_ocsp_response_is_the_one_the_responder_served(
     assert code == 0
     assert f"CA's signed answer: OCSP response sha256 {sha256} ({len(der)} bytes)" in out
     assert f"vneid-sync evidence revocation-answer {sha256} --out FILE" in out
+    # The export line names the time this version was signed and its certificate: run as printed, it judges
+    # the answer at that time.
+    [printed] = [line for line in out.splitlines() if "export: vneid-sync evidence revocation-answer" in line]
+    words = printed.split("export: vneid-sync ", 1)[1].replace("FILE", str(tmp_path / "judged.der")).split()
+    assert words[-2:] == ["--serial", f"{files.hospital.certificate.serial_number:x}"]
+    code, judged, _ = cli(worker, *words)
+    assert code == 0
+    assert " (--at): valid at the time of use: thisUpdate " in judged
 
     exported = tmp_path / "answer.der"
     code, out, err = cli(worker, "evidence", "revocation-answer", sha256, "--out", str(exported))
@@ -164,9 +180,13 @@ def test_show_and_audit_verify_say_when_the_answer_was_not_kept_or_has_gone_miss
 ) -> None:
     worker = make_worker(key_naming(ca_services, tmp_path / "pki"))
     before = signed_with(worker, "5401", None)  # as every version signed before revision 0004
-    der = b"\x30\x03\x0a\x01\x00"  # what the test needs is a kept row, not a real response
+    # A real answer about the certificate the signed event names ("ab"), holding when it is recorded:
+    # `audit verify` judges it at that time.
+    now, until = ca_services.clock.now, ca_services.clock.now + timedelta(days=1)
+    request = ocsp_request_for_serial(ca_services.ca.certificate, 0xAB)
+    der = ocsp_response(request, signer=ca_services.ca, this_update=now, next_update=until)
     answer = RevocationAnswer(sha256=hashlib.sha256(der).hexdigest(), kind="ocsp", der=der,
-                              url="http://ca/ocsp", this_update=T0, next_update=None)  # fmt: skip
+                              url="http://ca/ocsp", this_update=now, next_update=until)  # fmt: skip
     lost = signed_with(worker, "5402", answer)
     code, out, _ = cli(worker, "audit", "verify")
     assert code == 0

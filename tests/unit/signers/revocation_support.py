@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from adapters.signers.revocation import (
@@ -161,6 +161,18 @@ class CaServices:
             last_update=last_update,
             next_update=last_update + self.crl_validity,
         )
+
+
+def ocsp_request_for_serial(ca: x509.Certificate, serial: int) -> ocsp.OCSPRequest:
+    """A request for the certificate ``serial`` of ``ca`` without the certificate itself (the CertID is all a
+    responder reads): for answers about the ``cert_serial`` a test writes into signed events."""
+    name_hash = hashes.Hash(hashes.SHA1())  # CertID hashing, as responders do (RFC 5019)
+    name_hash.update(ca.subject.public_bytes())
+    key_hash = x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest  # SHA-1 of the key bits
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        name_hash.finalize(), key_hash, serial, hashes.SHA1()
+    )
+    return builder.build()
 
 
 def _with_nonce(request: ocsp.OCSPRequest, nonce: bytes) -> ocsp.OCSPRequest:
