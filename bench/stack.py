@@ -170,7 +170,12 @@ class BenchStack:
         httpx.post(f"{self.simulator.url}/_sim/reset", timeout=10).raise_for_status()
 
     def simulator_stats(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.simulator.url}/_sim/stats", timeout=10).json())
+        """The simulator's counters; an error instead of the counters when it does not answer in time (at 1M
+        stored files it took more than 10 s, and that timeout lost a whole scale run's summary)."""
+        try:
+            return dict(httpx.get(f"{self.simulator.url}/_sim/stats", timeout=120).json())
+        except httpx.HTTPError as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
     @property
     def simulator_pid(self) -> int:
