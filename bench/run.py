@@ -584,8 +584,8 @@ def partial_scale_section() -> list[str]:
     return [
         f"## Scale run stopped before its end ({size:,} encounters)",
         "",
-        f"From bench/results/scale-partial.json, saved {partial.get('saved')}: the run was stopped (a session's time "
-        f"limit) at t = {last['t_s']:.0f} s with {last['registered']:,} encounters registered "
+        f"From bench/results/scale-partial.json, saved {partial.get('saved')}: the run ended before its summary was written "
+        f"(a session's time limit, or the driver failed) at t = {last['t_s']:.0f} s with {last['registered']:,} encounters registered "
         f"({'all discovered at t = ' + format(discovered, '.0f') + ' s' if discovered is not None else 'discovery unfinished'}) "
         f"and {last['accepted']:,} accepted ({last['accepted'] / size:.0%}); no summary, worker CPU or coverage "
         "figure exists for it.",
