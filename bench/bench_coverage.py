@@ -304,7 +304,7 @@ def ledger_per_day(engine: sa.Engine, listed: dict[date, set[str]], first: date 
 
 
 CALENDAR = DeadlineCalendar(DeadlineSettings())
-SEND_TARGET = coverage.send_target_delay(CALENDAR)
+SEND_TARGET = CALENDAR.target_delay
 
 
 def compute(engine: sa.Engine, his: EncounterSource) -> coverage.CoverageReport:

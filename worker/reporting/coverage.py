@@ -358,13 +358,6 @@ _WAITING = {
 }
 
 
-def send_target_delay(calendar: DeadlineCalendar) -> timedelta:
-    """The send target is a fixed delay after the visit end (DOMAIN.md §11): taken from the calendar, so
-    the ledger can compare acceptance times in SQL."""
-    anchor = datetime(2026, 1, 1, tzinfo=VIETNAM_TZ)
-    return calendar.clocks(anchor).target_at - anchor
-
-
 def compute(
     source: EncounterSource,
     engine: Engine,
@@ -377,11 +370,10 @@ def compute(
     now: datetime,
 ) -> CoverageReport:
     report = CoverageReport(start=start, end=end, group_by=group_by, generated_at=now)
-    send_target = send_target_delay(calendar)
 
     def compare(conn: sa.Connection, day: date) -> _DayComparison:
         return _compare_day(source, conn, day, group_by=group_by, facility_code=facility_code,
-                            send_target=send_target, calendar=calendar, now=now)  # fmt: skip
+                            calendar=calendar, now=now)  # fmt: skip
 
     for day in map_days(engine, _days(start, end), compare):
         day.add_to(report)
@@ -460,7 +452,6 @@ def _compare_day(
     *,
     group_by: GroupBy,
     facility_code: str,
-    send_target: timedelta,
     calendar: DeadlineCalendar,
     now: datetime,
 ) -> _DayComparison:
@@ -471,7 +462,7 @@ def _compare_day(
     by_day = group_by is GroupBy.DAY
     his = read_his_day(source, facility_code, lo, hi, whole=not by_day)
     listed = his.keys
-    ledger = read_ledger_day(conn, lo, hi, listed.keys(), send_target)
+    ledger = read_ledger_day(conn, lo, hi, listed.keys(), calendar.target_delay)
     result = _DayComparison(day.isoformat())
 
     def bucket(row: _Row | EncounterRef) -> str:
