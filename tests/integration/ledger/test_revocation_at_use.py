@@ -240,6 +240,22 @@ def _event_of(engine: Engine, version: int) -> int:
 # ------------------------------------------------------------------------------ evidence revocation-answer
 
 
+def _export_as_of_use(
+    ledger: Engine, pki: Pki, clock: list[datetime | None], cli: Cli, answer: RevocationAnswer, *,
+    his_key: str, out_file: Path,
+) -> list[str]:  # fmt: skip
+    """Sign one file under ``answer`` at USED, then export the answer as of that use; the command's output."""
+    clock[0] = USED
+    sign(ledger, his_key, answer, pki.serial)
+    clock[0] = None
+    code, out, err = cli(
+        ledger, "evidence", "revocation-answer", answer.sha256, "--out",
+        str(out_file), "--at", USED.isoformat(), "--serial", pki.serial,
+    )  # fmt: skip
+    assert (code, err) == (0, [])
+    return out
+
+
 def test_an_exported_ocsp_answer_is_judged_and_verified_by_openssl_as_of_its_use(
     sqlite_ledger: Engine,
     pki: Pki,
@@ -248,15 +264,8 @@ def test_an_exported_ocsp_answer_is_judged_and_verified_by_openssl_as_of_its_use
     tmp_path: Path,
 ) -> None:
     answer = ocsp_answer(pki)
-    clock[0] = USED
-    sign(sqlite_ledger, "9201", answer, pki.serial)
-    clock[0] = None
     out_file = tmp_path / "answer.der"
-    code, out, err = cli(
-        sqlite_ledger, "evidence", "revocation-answer", answer.sha256, "--out",
-        str(out_file), "--at", USED.isoformat(), "--serial", pki.serial,
-    )  # fmt: skip
-    assert (code, err) == (0, [])
+    out = _export_as_of_use(sqlite_ledger, pki, clock, cli, answer, his_key="9201", out_file=out_file)
     assert out_file.read_bytes() == answer.der
     assert out[1] == (
         f"at {USED.isoformat()} (--at): valid at the time of use: thisUpdate {THIS_UPDATE.isoformat()}, "
@@ -310,15 +319,9 @@ def test_an_exported_crl_is_verified_by_openssl_as_of_its_use(
     tmp_path: Path,
 ) -> None:
     answer = crl_answer(pki)
-    clock[0] = USED
-    sign(sqlite_ledger, "9301", answer, pki.serial)
-    clock[0] = None
-    out_file = tmp_path / "ca.crl"
-    code, out, err = cli(
-        sqlite_ledger, "evidence", "revocation-answer", answer.sha256, "--out",
-        str(out_file), "--at", USED.isoformat(), "--serial", pki.serial,
-    )  # fmt: skip
-    assert (code, err) == (0, [])
+    out = _export_as_of_use(
+        sqlite_ledger, pki, clock, cli, answer, his_key="9301", out_file=tmp_path / "ca.crl"
+    )
     assert out[1].startswith(f"at {USED.isoformat()} (--at): valid at the time of use: ")
     command = printed_command(out, "verify it as of its use: ")
     files = {"CA_pem": pki.pem("ca", pki.ca), "CERT_pem": pki.pem("hospital", pki.hospital)}
