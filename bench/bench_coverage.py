@@ -47,12 +47,12 @@ from adapters.his.demo import schema as demo_schema
 from adapters.his.demo.seed import seed_demo_his
 from adapters.his.demo.source import DemoSource
 from bench.common import FACILITY, emit, machine_description, measured, progress, scratch_database
+from schemas.domain import derive_ma_lk
+from schemas.ports import EncounterRef, EncounterSource
 from worker.config import DeadlineSettings, HisSettings
-from worker.domain import derive_ma_lk
 from worker.ledger import migrate
 from worker.ledger.db import create_ledger_engine
 from worker.logging import configure_logging
-from worker.ports import EncounterRef, EncounterSource
 from worker.reporting import coverage
 from worker.reporting.deadlines import DeadlineCalendar
 

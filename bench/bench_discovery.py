@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from adapters.his.demo.source import DemoSource
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import HisSettings
-from worker.domain.values import VIETNAM_TZ
 from worker.logging import configure_logging
 
 PG_ADMIN_URL = os.environ.get("VNEID_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -46,8 +46,8 @@ from bench.common import (
     scratch_database,
     server_version,
 )
+from schemas.ports import SourceDataError
 from worker.config import HisSettings
-from worker.ports import SourceDataError
 
 Outcome = Any  # Encounter | SourceDataError | None, compared by value (errors by type and message)
 

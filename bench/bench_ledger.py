@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from bench.bench_pipeline import _naive_metadata, naive_audit, naive_records
 from bench.bench_sign import sample_envelope
 from bench.common import FACILITY, emit, machine_description, measured, progress, scratch_database
+from schemas.ports import EncounterRef
 from worker.ledger import audit, migrate
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
@@ -41,7 +42,6 @@ from worker.ledger.db import create_ledger_engine, utcnow
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.states import State
-from worker.ports import EncounterRef
 
 _keys = itertools.count(1)
 #: Evidence is sealed as in production (AES-256-GCM after zlib); the key lives in memory only.

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lxml.etree  # after the path tweak, so the script runs from anywhere
 
+from adapters.his.demo.synthetic import Kind, make_encounter
 from schemas import PayloadOptions, build_claim, decode_envelope, validate_envelope_bytes
 from schemas.builders import render_claim
 from schemas.documents import serialise, table_tree
+from schemas.domain import DrugLine, Encounter, ServiceLine
 from schemas.envelope import build_envelope
-from worker.domain import DrugLine, Encounter, ServiceLine
-from worker.synthetic import Kind, make_encounter
 
 CREATED = date(2026, 3, 10)
 

@@ -53,10 +53,10 @@ from bench.common import (
 )
 from bench.stack import BenchStack
 from schemas import PayloadValidationError, build_claim
+from schemas.ports import DocumentKind, Gateway
 from worker.ledger.db import create_ledger_engine, utcnow
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
-from worker.ports import DocumentKind, Gateway
 
 # ------------------------------------------------------------------------------------ the comparator
 
@@ -179,7 +179,9 @@ class Straightforward:
         self.engine = create_ledger_engine(stack.ledger_url)
         _naive_metadata.create_all(self.engine)
         self.source = create_source(settings.his, FACILITY, url=stack.his_url)
-        self.gateway: Gateway = create_gateways(settings)["bhxh"]
+        self.gateway: Gateway = create_gateways(
+            settings.destinations, default_facility_code=settings.payload.facility_code
+        )["bhxh"]
         self.options = payload_options(settings.payload)
         self.signer = signer
         self.app = Celery("bench-straightforward", set_as_current=False)

@@ -48,9 +48,9 @@ def sample_envelope() -> bytes:
     """The payload builder's envelope of an invented inpatient visit (about 23.5 KB)."""
     import random
 
+    from adapters.his.demo.synthetic import Kind, make_encounter
     from schemas import PayloadOptions, build_claim
-    from worker.domain.values import VIETNAM_TZ
-    from worker.synthetic import Kind, make_encounter
+    from schemas.domain.values import VIETNAM_TZ
 
     encounter = make_encounter(
         random.Random(1),

@@ -1,37 +1,18 @@
-"""The payload layer: QĐ 130/4750/3176 table documents, the GIAMDINHHS envelope and their validation.
+"""The standard and the kernel, the bottom floor: it imports nothing else of this project.
 
-Public API (``from schemas import build_claim, …``): see ``__all__``. Names are resolved lazily so that
-``schemas.spec`` — imported by the settings and by the domain-model generator — does not pull in lxml or
-the canonical model.
+- ``schemas.domain``: the canonical encounter model and its value types;
+- ``schemas.ports``: the contracts between the worker and the adapters (Protocols and the values they pass);
+- the payload layer: QĐ 130/4750/3176 table specs and code lists (``spec``), builders, rules, XSDs, the
+  GIAMDINHHS envelope and validation. Its public API (``from schemas import build_claim, …``): ``__all__``.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from schemas.builders import BuiltPayload, build_checkin, build_claim
-    from schemas.envelope import EnvelopeFormatError, content_hash_of_envelope, decode_envelope
-    from schemas.issues import Issue, PayloadValidationError, Severity
-    from schemas.options import PayloadOptions
-    from schemas.validation import validate_document, validate_envelope_bytes, validate_table_document
-
-_EXPORTS = {
-    "BuiltPayload": "schemas.builders",
-    "build_checkin": "schemas.builders",
-    "build_claim": "schemas.builders",
-    "EnvelopeFormatError": "schemas.envelope",
-    "content_hash_of_envelope": "schemas.envelope",
-    "decode_envelope": "schemas.envelope",
-    "Issue": "schemas.issues",
-    "PayloadValidationError": "schemas.issues",
-    "Severity": "schemas.issues",
-    "PayloadOptions": "schemas.options",
-    "validate_document": "schemas.validation",
-    "validate_envelope_bytes": "schemas.validation",
-    "validate_table_document": "schemas.validation",
-}
+from schemas.builders import BuiltPayload, build_checkin, build_claim
+from schemas.envelope import EnvelopeFormatError, content_hash_of_envelope, decode_envelope
+from schemas.issues import Issue, PayloadValidationError, Severity
+from schemas.options import PayloadOptions
+from schemas.validation import validate_document, validate_envelope_bytes, validate_table_document
 
 __all__ = [
     "BuiltPayload",
@@ -48,12 +29,3 @@ __all__ = [
     "validate_envelope_bytes",
     "validate_table_document",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'schemas' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value

@@ -16,6 +16,8 @@ from functools import partial
 from lxml import etree
 
 from schemas.documents import is_single_record, serialise, table_tree
+from schemas.domain.encounter import Encounter
+from schemas.domain.values import VIETNAM_TZ
 from schemas.envelope import build_envelope, content_hash
 from schemas.issues import Issue, PayloadValidationError, first_per_location, sorted_issues
 from schemas.messages import issue
@@ -24,8 +26,6 @@ from schemas.rows import RowContext, compiled_fields, render_row
 from schemas.rules import RuleContext, check_documents
 from schemas.selection import Plan, non_bhyt_view, plan_claim
 from schemas.xsd_validation import validate_tree
-from worker.domain.encounter import Encounter
-from worker.domain.values import VIETNAM_TZ
 
 Rows = list[dict[str, str]]
 

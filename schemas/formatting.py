@@ -16,7 +16,7 @@ import unicodedata
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from worker.domain.values import VIETNAM_TZ, BirthDate
+from schemas.domain.values import VIETNAM_TZ, BirthDate
 
 QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(6)}
 _ZERO_TEXT = {places: f"{Decimal(0).quantize(quantum):f}" for places, quantum in QUANTUM.items()}

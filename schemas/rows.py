@@ -18,10 +18,8 @@ from operator import attrgetter
 
 from schemas import formatting
 from schemas.constraints import decimal_places, effective_type
-from schemas.formatting import ValueFormatError
-from schemas.spec import FieldType, Profile, table_fields
-from worker.domain.encounter import Encounter
-from worker.domain.records import (
+from schemas.domain.encounter import Encounter
+from schemas.domain.records import (
     INHERITED_FIELDS,
     BirthCertificate,
     ClinicalNote,
@@ -40,7 +38,9 @@ from worker.domain.records import (
     TbTreatment,
     Visit,
 )
-from worker.domain.values import BirthDate
+from schemas.domain.values import BirthDate
+from schemas.formatting import ValueFormatError
+from schemas.spec import FieldType, Profile, table_fields
 
 #: Table → (Encounter attribute holding its rows, section class). XML1 is built from Patient + Visit.
 SECTIONS: dict[str, tuple[str, type]] = {

@@ -29,10 +29,10 @@ from schemas.constraints import (
     is_required,
 )
 from schemas.documents import is_single_record
+from schemas.domain.values import compact_moment
 from schemas.issues import Issue
 from schemas.messages import issue
 from schemas.spec import Profile, codes_valid_on, table_fields
-from worker.domain.values import compact_moment
 
 Row = Mapping[str, str]
 Documents = Mapping[str, Sequence[Row]]

@@ -13,12 +13,8 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TypeVar
 
-from schemas.issues import Issue
-from schemas.messages import issue
-from schemas.options import PayloadOptions
-from schemas.spec import ENVELOPE_TABLES
-from worker.domain.encounter import NON_INSURED_CATEGORY, Encounter
-from worker.domain.records import (
+from schemas.domain.encounter import NON_INSURED_CATEGORY, Encounter
+from schemas.domain.records import (
     BirthCertificate,
     ClsResult,
     DischargePaper,
@@ -28,6 +24,10 @@ from worker.domain.records import (
     ServiceLine,
     SickLeaveCertificate,
 )
+from schemas.issues import Issue
+from schemas.messages import issue
+from schemas.options import PayloadOptions
+from schemas.spec import ENVELOPE_TABLES
 
 #: MA_LOAI_KCB codes that need XML5 clinical notes (§5): out-patient treatment, in-patient, day-patient…
 CLINICAL_NOTE_VISIT_TYPES = frozenset({"02", "03", "04", "05", "06", "08", "09"})

@@ -1,4 +1,4 @@
-"""Factories for the canonical model with realistic Vietnamese data (see worker.synthetic)."""
+"""Factories for the canonical model with realistic Vietnamese data (see adapters.his.demo.synthetic)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import itertools
 import random
 from datetime import datetime
 
-from worker.domain import Encounter
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import Defect, Kind, make_encounter
+from adapters.his.demo.synthetic import Defect, Kind, make_encounter
+from schemas.domain import Encounter
+from schemas.domain.values import VIETNAM_TZ
 
 _keys = itertools.count(100_001)
 

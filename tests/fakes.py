@@ -9,8 +9,8 @@ from datetime import datetime
 
 from cryptography import x509
 
-from worker.domain import Encounter
-from worker.ports import Cursor, DocumentKind, EncounterRef, GatewayReceipt, Outcome, SourceDataError
+from schemas.domain import Encounter
+from schemas.ports import Cursor, DocumentKind, EncounterRef, GatewayReceipt, Outcome, SourceDataError
 
 
 @dataclass

@@ -1,8 +1,5 @@
 """vneid-sync: the hospital-side worker for the national electronic health book (Sổ sức khỏe điện tử)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from adapters.user_agent import VERSION as __version__  # noqa: N811  # the package version under its conventional dunder name
 
-try:
-    __version__ = version("vneid-sync")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+source"
+__all__ = ["__version__"]

@@ -58,8 +58,9 @@ from cryptography import x509
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import EncounterSource
 from worker.config import Settings
-from worker.domain.values import VIETNAM_TZ
 from worker.health import (
     ANCHOR_CHECKPOINT,
     assess_certificate,
@@ -75,7 +76,6 @@ from worker.ledger.schema import alert_state, destination_status, encounters, ve
 from worker.ledger.states import State
 from worker.logging import get_logger
 from worker.metrics import legal_start_utc
-from worker.ports import EncounterSource
 from worker.reporting.deadlines import DeadlineCalendar, add_working_days
 
 log = get_logger(__name__)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from schemas import PayloadOptions
+from schemas.ports import EncounterSource, Gateway, Signer
 from worker.config import PayloadSettings, Settings
 from worker.evidence_keys import load_evidence_keys
 from worker.ledger.db import create_ledger_engine
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.logging import get_logger
 from worker.pipeline.context import Pipeline
-from worker.ports import EncounterSource, Gateway, Signer
 
 log = get_logger(__name__)
 
@@ -69,7 +69,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     def gateways() -> dict[str, Gateway]:
         from adapters.gateway.registry import create_gateways  # noqa: PLC0415  # a process loads only the adapters it uses
 
-        return create_gateways(settings)
+        return create_gateways(settings.destinations, default_facility_code=settings.payload.facility_code)
 
     def verifier(signed: bytes) -> object:
         from adapters.signers.verification import verify  # noqa: PLC0415  # only when verification is on

@@ -15,7 +15,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -24,32 +24,23 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from adapters.gateway.settings import DestinationSettings
+from adapters.his.settings import HisSettings
+from adapters.settings import Section
+from adapters.signers.settings import SignerSettings
 from schemas.spec import Profile
+
+__all__ = [
+    "DestinationSettings",
+    "HisSettings",
+    "Settings",
+    "SignerSettings",
+    "load_settings",
+    "masked_dump",
+]
 
 ENV_PREFIX = "VNEID_"
 _config_file: ContextVar[Path | None] = ContextVar("vneid_config_file", default=None)
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HisSettings(Section):
-    """Where completed encounters are read from (read-only)."""
-
-    adapter: str = Field("demo", description="HIS adapter name (see `vneid-sync adapters list`).")
-    url: str | None = Field(
-        None, description="SQLAlchemy URL of the HIS database; default: the demo SQLite HIS."
-    )
-    password: SecretStr | None = Field(None, description="HIS database password, if not in the URL.")
-    mapping_file: Path | None = Field(None, description="Mapping file for the sql_mapping adapter.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options.")
-    page_size: int = Field(500, ge=1, le=50_000, description="Rows fetched per page when streaming.")
-    statement_timeout_s: int = Field(60, ge=1, description="Statement timeout on the HIS connection.")
-    watermark_overlap_minutes: int = Field(
-        30, ge=0, description="Re-read this far behind the watermark (clock skew, long transactions)."
-    )
-    pool_size: int = Field(2, ge=1, le=32, description="Connections kept open to the HIS.")
 
 
 class LedgerSettings(Section):
@@ -69,75 +60,6 @@ class BrokerSettings(Section):
     password: SecretStr | None = Field(None, description="Broker password, if not in the URL.")
     visibility_timeout_s: int = Field(
         7200, ge=60, description="Redis visibility timeout; must exceed any countdown/ETA used by retries."
-    )
-
-
-class DestinationSettings(Section):
-    """One gateway that receives the signed files (BHXH, or a provincial hub)."""
-
-    base_url: str = Field("http://127.0.0.1:8765", description="Gateway base URL.")
-    variant: Literal["3176", "4750"] = Field("3176", description="Endpoint family (gateway_variant).")
-    username: str = Field("79999_BV", description="Gateway account.")
-    password: SecretStr = Field(SecretStr("demo-password"), description="Gateway password (secret).")
-    facility_code: str | None = Field(None, description="maCSKCB; default: payload.facility_code.")
-    province_code: str | None = Field(None, description="maTinh; default: first 2 characters of maCSKCB.")
-    enabled: bool = Field(True, description="Send to this destination at all.")
-    primary: bool = Field(
-        True, description="A failure at a non-primary destination never blocks the primary."
-    )
-    takes_checkin: bool = Field(True, description="Send XML0 check-ins to this destination.")
-    verify_tls: bool = Field(True, description="Verify the gateway's TLS certificate. Keep on.")
-    ca_bundle: Path | None = Field(
-        None,
-        description="CA bundle for the gateway's TLS certificate (default: the system's trust store, or "
-        "SSL_CERT_FILE).",
-    )
-    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one gateway call, in seconds.")
-    rate_per_s: float = Field(20.0, gt=0, description="At most this many requests per second.")
-
-
-class SignerSettings(Section):
-    source: Literal["file", "pkcs11", "remote"] = Field("file", description="Where the signing key lives.")
-    key_file: Path | None = Field(None, description="PKCS#12 (.p12/.pfx) or PEM private key.")
-    cert_file: Path | None = Field(None, description="PEM certificate (chain) when key_file is a PEM key.")
-    passphrase: SecretStr | None = Field(None, description="Key file passphrase (secret).")
-    allow_group_readable_key: bool = Field(False, description="Accept a key file readable by group/others.")
-    pkcs11_module: Path | None = Field(None, description="PKCS#11 module (.so) of the token/HSM.")
-    token_label: str | None = Field(None, description="PKCS#11 token label.")
-    key_label: str | None = Field(None, description="PKCS#11 label of the signing key.")
-    key_id: str | None = Field(None, description="Hex CKA_ID of the key on the token.")
-    pin: SecretStr | None = Field(None, description="Token PIN (secret).")
-    remote_url: str | None = Field(None, description="Remote signing service base URL.")
-    remote_token: SecretStr | None = Field(None, description="Remote signing service bearer token (secret).")
-    trust_store: Path | None = Field(None, description="CA bundle that verifies our own signatures.")
-    expiry_warning_days: int = Field(30, ge=0, description="Warn when the certificate expires within this.")
-    signature_prefix: str | None = Field(None, description="Namespace prefix of ds:Signature; default none.")
-    verify_before_send: bool = Field(
-        False, description="Verify every signed file in-process before it is stored and sent (test/staging)."
-    )
-    revocation: Literal["off", "warn", "require"] = Field(
-        "warn",
-        description="Certificate revocation check before signing (OCSP, then CRL; NĐ 23/2025). A revoked "
-        "certificate never signs; an unknown status (CA unreachable) signs with `warn`, stops with `require`.",
-    )
-    ocsp_url: str | None = Field(
-        None, description="OCSP responder to ask instead of the one named in the certificate (AIA)."
-    )
-    crl_url: str | None = Field(
-        None, description="CRL to download instead of the certificate's CRL distribution points."
-    )
-    crl_file: Path | None = Field(
-        None, description="Local CRL (DER or PEM) kept current by other means; tried after OCSP and CRL URLs."
-    )
-    revocation_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one OCSP/CRL request.")
-    revocation_refresh_h: float = Field(
-        24.0,
-        gt=0,
-        description="Ask the CA again after this long even if its answer is still fresh (never past nextUpdate).",
-    )
-    revocation_cache: bool = Field(
-        True,
-        description="Keep the last good answer under data_dir/revocation/ for restarts and other processes.",
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from schemas.domain.values import VIETNAM_TZ
 from worker.bootstrap import build_pipeline
 from worker.celery_app import (
     BACKFILL_QUEUE,
@@ -36,7 +37,6 @@ from worker.celery_app import (
     queued_messages,
 )
 from worker.config import load_settings
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger import audit, migrate
 from worker.ledger import repository as repo
 from worker.ledger.schema import encounters, versions

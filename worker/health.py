@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
+from schemas.ports import EncounterSource
 from worker.config import DestinationSettings, Settings, SignerSettings
 from worker.evidence_keys import (
     EvidenceKeyConfigError,
@@ -51,7 +52,6 @@ from worker.evidence_keys import (
     load_evidence_keys,
 )
 from worker.logging import get_logger
-from worker.ports import EncounterSource
 
 if TYPE_CHECKING:
     from adapters.signers.certcheck import CertificateReport

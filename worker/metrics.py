@@ -71,8 +71,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import Settings
-from worker.domain.values import VIETNAM_TZ
 from worker.health import (
     AnchorAge,
     CertificateWatch,

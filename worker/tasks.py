@@ -14,6 +14,7 @@ from celery import Task
 from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError
 
+from schemas.ports import SourceUnavailableError
 from worker import alerts, metrics
 from worker.bootstrap import build_pipeline
 from worker.celery_app import app, queued_messages
@@ -24,7 +25,6 @@ from worker.ledger.db import utcnow
 from worker.logging import configure_logging, get_logger
 from worker.pipeline import delivery, discovery, hubs
 from worker.pipeline.context import Pipeline
-from worker.ports import SourceUnavailableError
 from worker.single_instance import AlreadyRunningError, single_instance
 
 log = get_logger(__name__)

@@ -1,15 +1,22 @@
-"""Builds one ``worker.ports.Gateway`` per enabled destination of the settings."""
+"""Builds one ``schemas.ports.Gateway`` per enabled ``[destinations.<name>]`` section."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from adapters.gateway.bhxh.client import BhxhGateway
 from adapters.gateway.bhxh.config import BhxhGatewayConfig
 from adapters.gateway.bhxh.token_cache import TokenCache, shared_token_cache
-from worker.config import Settings
-from worker.ports import Gateway
+from adapters.gateway.settings import DestinationSettings
+from schemas.ports import Gateway
 
 
-def create_gateways(settings: Settings, *, token_cache: TokenCache | None = None) -> dict[str, Gateway]:
+def create_gateways(
+    destinations: Mapping[str, DestinationSettings],
+    *,
+    default_facility_code: str,
+    token_cache: TokenCache | None = None,
+) -> dict[str, Gateway]:
     """``{destination name: gateway}`` for every enabled destination, in configuration order.
 
     Every destination speaks the BHXH API today (DOMAIN.md §9.8: BHXH, or a hub compatible with it); a hub
@@ -18,11 +25,11 @@ def create_gateways(settings: Settings, *, token_cache: TokenCache | None = None
     """
     cache = token_cache or shared_token_cache()
     gateways: dict[str, Gateway] = {}
-    for name, destination in settings.destinations.items():
+    for name, destination in destinations.items():
         if not destination.enabled:
             continue
         config = BhxhGatewayConfig.from_settings(
-            name, destination, default_facility_code=settings.payload.facility_code
+            name, destination, default_facility_code=default_facility_code
         )
         gateways[name] = BhxhGateway(config, token_cache=cache)
     return gateways

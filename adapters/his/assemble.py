@@ -3,7 +3,7 @@
 Both SQL-reading adapters end here: they produce, per section of the encounter (``patient``, ``visit``,
 ``drug_lines`` … the attribute names of ``Encounter``), the rows their queries returned. This module checks
 the row counts, normalises values the drivers return in their own ways (times without zone, ISO dates from
-SQLite, bytes), coerces with ``worker.domain.coerce.build_section`` and builds the dataclass.
+SQLite, bytes), coerces with ``schemas.domain.coerce.build_section`` and builds the dataclass.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 from adapters.his.errors import EncounterDataError
 from adapters.his.timeconv import parse_his_time
-from worker.domain import BirthDate, Encounter
-from worker.domain.coerce import CoercionError, build_section
+from schemas.domain import BirthDate, Encounter
+from schemas.domain.coerce import CoercionError, build_section
 
 #: Encounter attributes that are not sections.
 _NOT_SECTIONS = frozenset({"ma_lk", "his_key", "completed_at"})

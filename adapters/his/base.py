@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
+from structlog import get_logger
 
 from adapters.his.checks import CheckReport, describe_failure
 from adapters.his.errors import AdapterError, EncounterDataError
@@ -21,10 +22,9 @@ from adapters.his.options import CommonOptions
 from adapters.his.paging import After, KeysetPager, discovery_lower_bound
 from adapters.his.timeconv import parse_his_time
 from adapters.his.transient import run_with_retry
-from worker.domain import Encounter
-from worker.domain.encounter import NON_INSURED_CATEGORY
-from worker.logging import get_logger
-from worker.ports import Cursor, EncounterRef, SourceDataError
+from schemas.domain import Encounter
+from schemas.domain.encounter import NON_INSURED_CATEGORY
+from schemas.ports import Cursor, EncounterRef, SourceDataError
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from worker.config import HisSettings
+from adapters.his.settings import HisSettings
 
 APPLICATION_NAME = "vneid-sync"
 

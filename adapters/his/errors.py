@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.ports import SourceDataError, SourceUnavailableError
+from schemas.ports import SourceDataError, SourceUnavailableError
 
 
 class AdapterError(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from worker.ports import Cursor
+from schemas.ports import Cursor
 
 RowT = TypeVar("RowT")
 

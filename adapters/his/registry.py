@@ -10,8 +10,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Protocol, cast
 
 from adapters.his.errors import AdapterConfigError
-from worker.config import HisSettings
-from worker.ports import EncounterSource
+from adapters.his.settings import HisSettings
+from schemas.ports import EncounterSource
 
 ENTRY_POINT_GROUP = "vneid_sync.adapters"
 

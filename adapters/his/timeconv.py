@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from worker.domain.values import compact_moment
+from schemas.domain.values import compact_moment
 
 #: Bounds used when a query parameter must be bound but the caller gave no limit.
 FAR_PAST = datetime(1900, 1, 1)

@@ -16,10 +16,10 @@ from typing import TypeVar
 import psycopg
 import pymysql
 import sqlalchemy.exc as sa_exc
+from structlog import get_logger
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from adapters.his.errors import HisQueryError, HisUnavailableError
-from worker.logging import get_logger
 
 log = get_logger(__name__)
 T = TypeVar("T")

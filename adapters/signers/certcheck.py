@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.signers.revocation.model import RevocationPolicy, RevocationState, RevocationStatus
-from worker.ports import Signer
+from schemas.ports import Signer
 
 EXIT_OK = 0
 EXIT_WARNING = 3

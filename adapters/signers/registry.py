@@ -12,8 +12,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from adapters.signers.errors import SignerConfigError
-from worker.config import SignerSettings
-from worker.ports import Signer
+from adapters.signers.settings import SignerSettings
+from schemas.ports import Signer
 
 ENTRY_POINT_GROUP = "vneid_sync.signers"
 

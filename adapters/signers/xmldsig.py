@@ -50,9 +50,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
+from structlog import get_logger
 
 from adapters.signers.errors import CertificateNotUsableError, SignerConfigError, UnsignableDocumentError
-from worker.logging import get_logger
 
 log = get_logger(__name__)
 

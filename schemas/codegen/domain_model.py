@@ -1,4 +1,4 @@
-"""Generate ``worker/domain/records.py`` — the typed sections of the canonical encounter — from the spec CSVs.
+"""Generate ``schemas/domain/records.py`` — the typed sections of the canonical encounter — from the spec CSVs.
 
 The canonical model speaks the standard's vocabulary (QĐ 130/4750 field names in snake case), so that the
 HIS adapters, the builders and the validators share one set of names. Run ``python -m schemas.codegen.domain_model``
@@ -17,7 +17,7 @@ from schemas.spec import FieldSpec, FieldType, base_fields
 
 #: ruff's line length (pyproject.toml).
 LINE_LENGTH = 110
-TARGET = Path(__file__).resolve().parents[2] / "worker" / "domain" / "records.py"
+TARGET = Path(__file__).resolve().parents[1] / "domain" / "records.py"
 
 #: XML1 fields about the person (administrative data); the rest of XML1 is the visit summary.
 PATIENT_FIELDS = (
@@ -162,7 +162,7 @@ def render() -> str:
         from decimal import Decimal
         from typing import ClassVar
 
-        from worker.domain.values import BirthDate
+        from schemas.domain.values import BirthDate
         '''
     )
     inherited = ",\n".join(

@@ -31,13 +31,13 @@ import sqlalchemy as sa
 
 from adapters.gateway.simulator.admin import SimulatorAdmin
 from adapters.his.demo.seed import DemoWriter, generate_with_defects, writer_engine
+from adapters.his.demo.synthetic import Defect, Kind, make_encounter
+from schemas.domain import derive_ma_lk
+from schemas.domain.values import VIETNAM_TZ
 from tests.conftest import REPO_ROOT
 from tests.services import PG_ADMIN_URL, require_binary, scratch_database
 from worker.demo import DemoPlan, DemoStack
-from worker.domain import derive_ma_lk
-from worker.domain.values import VIETNAM_TZ
 from worker.pipeline import discovery
-from worker.synthetic import Defect, Kind, make_encounter
 
 pytestmark = [pytest.mark.slow]
 

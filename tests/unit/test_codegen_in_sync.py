@@ -15,7 +15,7 @@ SHARED_SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "spec"
 
 def test_domain_model_equals_a_fresh_generation() -> None:
     assert domain_model.TARGET.read_text(encoding="utf-8") == domain_model.render_formatted(), (
-        "worker/domain/records.py is stale: run `make generate`"
+        "schemas/domain/records.py is stale: run `make generate`"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.domain import derive_ma_lk, derive_ma_lks
+from schemas.domain import derive_ma_lk, derive_ma_lks
 
 PLAIN = st.text(alphabet="abcXYZ0189-_", max_size=12)
 ANY_KEY = st.one_of(PLAIN, st.text(max_size=12), st.text(alphabet="V0123456789", min_size=90, max_size=100))

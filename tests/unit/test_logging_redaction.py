@@ -4,9 +4,9 @@ import io
 import json
 import logging
 
+from adapters.his.demo.synthetic import Kind
 from tests.factories import encounter
 from worker.logging import configure_logging, get_logger
-from worker.synthetic import Kind
 
 
 def _render(**fields: object) -> str:

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from schemas.domain.values import VIETNAM_TZ
 from worker.bootstrap import build_pipeline
 from worker.cli.context import CliError, console, settings
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger import migrate
 from worker.ledger import repository as repo
 from worker.pipeline import backfill as backfill_service

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from adapters.signers.revocation.at_use import held_at_use
+from schemas.ports import EncounterRef
 from worker import metrics
 from worker.bootstrap import build_pipeline, ledger_engine
 from worker.cli.context import CliError, console, err_console, settings
@@ -22,7 +23,6 @@ from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
-from worker.ports import EncounterRef
 
 db_group = typer.Typer(help="Ledger database schema (Alembic).", no_args_is_help=True)
 quarantine_group = typer.Typer(

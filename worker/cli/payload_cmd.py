@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from adapters.his.demo.synthetic import kinds_mix, make_encounter
 from schemas import (
     Issue,
     PayloadValidationError,
@@ -18,13 +19,12 @@ from schemas import (
     validate_envelope_bytes,
     validate_table_document,
 )
+from schemas.domain.values import VIETNAM_TZ
 from schemas.envelope import ENVELOPE_ROOT
 from schemas.spec import Profile
 from schemas.validation import table_of_root
 from worker.bootstrap import payload_options
 from worker.cli.context import CliError, console, settings
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import kinds_mix, make_encounter
 
 group = typer.Typer(help="Build and validate QĐ 130/4750/3176 payloads.", no_args_is_help=True)
 

@@ -36,8 +36,8 @@ from adapters.signers.revocation import (
     guard_signer,
 )
 from adapters.signers.verification import verify, xmlsec1_verify
+from schemas.ports import Signer
 from worker.cli.context import CliError, console, err_console, settings
-from worker.ports import Signer
 
 remote_signer = typer.Typer(
     help="The reference hash-signing service (for the remote key source).", no_args_is_help=True

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from worker.domain import derive_ma_lk
+from schemas.domain import derive_ma_lk
+from schemas.ports import Cursor, EncounterRef
 from worker.ledger import audit, evidence_store, revocation_answers
 from worker.ledger.audit import AuditEvent
 from worker.ledger.db import as_utc, utcnow
@@ -22,7 +23,6 @@ from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.schema import checkpoints, destination_status, encounters, evidence, versions
 from worker.ledger.states import ACTIVE, State
-from worker.ports import Cursor, EncounterRef
 
 T = TypeVar("T")
 K = TypeVar("K")

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ
 from worker.ledger import repository as repo
 from worker.ledger.db import as_utc, utcnow
 from worker.ledger.schema import encounters, versions

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from schemas import PayloadOptions
+from schemas.ports import EncounterSource, Gateway, Signer
 from worker.config import Settings
 from worker.ledger.evidence_crypto import EvidenceKeys
-from worker.ports import EncounterSource, Gateway, Signer
 
 
 @dataclass

@@ -21,8 +21,16 @@ import structlog
 from sqlalchemy import Connection
 
 from schemas import PayloadValidationError, build_claim
+from schemas.domain import Encounter
+from schemas.ports import (
+    DocumentKind,
+    Gateway,
+    GatewayReceipt,
+    Outcome,
+    RevocationAwareSigner,
+    SourceDataError,
+)
 from worker import metrics
-from worker.domain import Encounter
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.ledger.repository import WorkItem
@@ -32,14 +40,6 @@ from worker.logging import get_logger
 from worker.pipeline import hubs
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import decide
-from worker.ports import (
-    DocumentKind,
-    Gateway,
-    GatewayReceipt,
-    Outcome,
-    RevocationAwareSigner,
-    SourceDataError,
-)
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from worker.domain import derive_ma_lk
+from schemas.domain import derive_ma_lk
+from schemas.ports import Cursor, EncounterRef
 from worker.ledger import repository as repo
 from worker.logging import get_logger
 from worker.pipeline.context import Pipeline
-from worker.ports import Cursor, EncounterRef
 
 log = get_logger(__name__)
 WATERMARK = "discovery"

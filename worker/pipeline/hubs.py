@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from schemas.ports import DocumentKind, Outcome
 from worker.ledger import audit
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
@@ -22,7 +23,6 @@ from worker.ledger.states import State
 from worker.logging import get_logger
 from worker.pipeline.context import Pipeline
 from worker.pipeline.policy import backoff
-from worker.ports import DocumentKind, Outcome
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()

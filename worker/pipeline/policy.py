@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from schemas.ports import GatewayReceipt, Outcome
 from worker.config import DeliverySettings
 from worker.ledger.repository import AttemptResult
 from worker.ledger.states import State
-from worker.ports import GatewayReceipt, Outcome
 
 
 def backoff(attempt: int, settings: DeliverySettings, rng: random.Random) -> timedelta:

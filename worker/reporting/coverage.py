@@ -33,12 +33,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker.domain import derive_ma_lk, derive_ma_lks
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain import derive_ma_lk, derive_ma_lks
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import CompletedKeyLister, EncounterRef, EncounterSource
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import encounters, versions
 from worker.ledger.states import ACTIVE, State
-from worker.ports import CompletedKeyLister, EncounterRef, EncounterSource
 from worker.reporting.deadlines import DeadlineCalendar
 
 MISSING = "missing"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import DeadlineSettings
-from worker.domain.values import VIETNAM_TZ
 
 
 def load_holidays(path: Path | None) -> frozenset[date]:

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ
 from worker.reporting.coverage import COLUMNS, CoverageReport, Gap
 
 

@@ -1,4 +1,4 @@
-"""Classification of gateway answers and transport failures into :class:`worker.ports.Outcome` (DOMAIN.md §12.1).
+"""Classification of gateway answers and transport failures into :class:`schemas.ports.Outcome` (DOMAIN.md §12.1).
 
 Pure functions of what came back (status, body bytes, exception type, whether the body had been sent), so
 the rules can be read and tested in one place. Decisions where §12.1 is silent, marked [I]:
@@ -25,7 +25,7 @@ from urllib3 import exceptions as http_errors
 
 from adapters.gateway.bhxh import protocol
 from adapters.gateway.bhxh.token_cache import Grant, parse_expires_in
-from worker.ports import Outcome
+from schemas.ports import Outcome
 
 _BY_RESULT_CODE: Mapping[str, Outcome] = {
     protocol.RESULT_OK: Outcome.ACCEPTED,

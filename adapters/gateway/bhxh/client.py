@@ -1,4 +1,4 @@
-"""The BHXH gateway client: implements ``worker.ports.Gateway`` for one destination (DOMAIN.md §9, §12.1).
+"""The BHXH gateway client: implements ``schemas.ports.Gateway`` for one destination (DOMAIN.md §9, §12.1).
 
 One ``submit`` = token (cached), then the check-in or send call with the exact signed bytes, classified.
 Transient failures are retried a few times inside the call with short waits, a 401 triggers one re-login and
@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from structlog import get_logger
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -40,9 +41,8 @@ from adapters.gateway.bhxh.config import BhxhGatewayConfig
 from adapters.gateway.bhxh.http import GatewayHttp, HttpAnswer, NoAnswerError
 from adapters.gateway.bhxh.rate_limit import TokenBucket
 from adapters.gateway.bhxh.token_cache import AccessToken, Grant, TokenCache, TokenKey, utc_now
-from worker import __version__
-from worker.logging import get_logger
-from worker.ports import DocumentKind, GatewayReceipt, Outcome
+from adapters.user_agent import USER_AGENT
+from schemas.ports import DocumentKind, GatewayReceipt, Outcome
 
 log = get_logger(__name__)
 
@@ -64,7 +64,7 @@ class _SubmitState:
 
 
 class BhxhGateway:
-    """``worker.ports.Gateway`` for a destination speaking the BHXH API (BHXH itself or a compatible hub)."""
+    """``schemas.ports.Gateway`` for a destination speaking the BHXH API (BHXH itself or a compatible hub)."""
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class BhxhGateway:
             connect_timeout_s=config.connect_timeout_s,
             max_connections=config.max_connections,
             trust_env=config.trust_env,
-            user_agent=f"vneid-sync/{__version__}",
+            user_agent=USER_AGENT,
         )
         if not config.verify_tls:
             log.warning("gateway.tls_verification_disabled", destination=self.name)

@@ -9,7 +9,7 @@ from typing import Any, Self
 from pydantic import SecretStr
 
 from adapters.gateway.bhxh import protocol
-from worker.config import DestinationSettings
+from adapters.gateway.settings import DestinationSettings
 
 
 @dataclass(frozen=True, slots=True)

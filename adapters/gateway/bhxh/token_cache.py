@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from worker.logging import get_logger
+from structlog import get_logger
 
 log = get_logger(__name__)
 

@@ -7,12 +7,15 @@ configured destinations); this entry point needs no configuration at all.
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
+
 from adapters.gateway.simulator.config import Account, resolve_config
 from adapters.gateway.simulator.server import serve, server_tls_context
-from worker.logging import configure_logging
 
 FAULT_OPTIONS = {
     "--fault-5xx": "http_5xx",
@@ -57,9 +60,25 @@ def parse_account(text: str) -> Account:
     return Account.with_password(username, password, facility)
 
 
+def configure_simulator_logging() -> None:
+    """JSON lines at INFO to stderr: stdout carries the listening announcement only. The simulator logs ids
+    and outcomes, never a payload, so it needs none of the worker's redaction."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = parse_arguments(argv)
-    configure_logging("INFO", "auto")  # to stderr: stdout carries the announcement only
+    configure_simulator_logging()
     overrides = {
         name: getattr(arguments, name)
         for name in (*FAULT_OPTIONS.values(), "seed", "max_faults")

@@ -42,13 +42,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from structlog import get_logger
+
 from adapters.gateway.bhxh import protocol
 from adapters.gateway.simulator import checks
 from adapters.gateway.simulator.config import Account, AccountStatus, SimulatorConfig
 from adapters.gateway.simulator.faults import FaultConfig, FaultDecision, FaultInjector, FaultKind
 from adapters.gateway.simulator.store import AcceptedRecord, SimulatorStore
-from worker.domain.values import VIETNAM_TZ
-from worker.logging import get_logger
+from schemas.domain.values import VIETNAM_TZ
 
 log = get_logger(__name__)
 

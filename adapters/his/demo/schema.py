@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
 from adapters.his.assemble import field_types, sections
+from schemas.domain import BirthDate
 from schemas.spec import base_fields
-from worker.domain import BirthDate
 
 #: (local column, standard field) pairs of one table.
 FieldColumns = tuple[tuple[str, str], ...]

@@ -1,6 +1,6 @@
 """Fill the reference HIS with synthetic encounters (``vneid-sync demo seed``).
 
-Encounters come from ``worker.synthetic.make_encounter`` (a realistic mix of visit kinds, a configurable
+Encounters come from ``adapters.his.demo.synthetic.make_encounter`` (a realistic mix of visit kinds, a configurable
 share with deliberate defects, start times spread over a date range) and are written canonical → HIS rows:
 local department and sex codes (the inverse of the value maps in ``mapping.toml``), the diagnosis catalogue,
 card data on the visit. Writes are bulk inserts in chunks, so ten thousand encounters take seconds on SQLite
@@ -25,10 +25,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from adapters.his.demo import schema
 from adapters.his.demo.source import DEMO_MAPPING_FILE
+from adapters.his.demo.synthetic import DIAGNOSES, TB_DIAGNOSIS, Defect, kinds_mix, make_encounter
 from adapters.his.sql_mapping.mapping import MappingFile, load_mapping
-from worker.domain import BirthDate, Encounter, FirstCost, derive_ma_lk
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import DIAGNOSES, TB_DIAGNOSIS, Defect, kinds_mix, make_encounter
+from schemas.domain import BirthDate, Encounter, FirstCost, derive_ma_lk
+from schemas.domain.values import VIETNAM_TZ
 
 DEFAULT_SINCE = date(2026, 1, 1)
 DEPARTMENT_NAMES = {

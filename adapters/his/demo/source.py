@@ -12,9 +12,9 @@ from typing import ClassVar, Self
 from adapters.his.demo.config import DemoOptions
 from adapters.his.engine import create_his_engine
 from adapters.his.options import parse_options
+from adapters.his.settings import HisSettings
 from adapters.his.sql_mapping.mapping import load_mapping
 from adapters.his.sql_mapping.source import SqlMappingSource
-from worker.config import HisSettings
 
 DEMO_MAPPING_FILE = Path(__file__).with_name("mapping.toml")
 

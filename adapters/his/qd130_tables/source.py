@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Self
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
+from structlog import get_logger
 
 from adapters.his.assemble import build_encounter, sections
 from adapters.his.base import (
@@ -29,9 +30,8 @@ from adapters.his.options import Completion, parse_options
 from adapters.his.paging import After
 from adapters.his.qd130_tables import queries
 from adapters.his.qd130_tables.config import Qd130TablesOptions
-from worker.config import HisSettings
-from worker.domain import Encounter, derive_ma_lk
-from worker.logging import get_logger
+from adapters.his.settings import HisSettings
+from schemas.domain import Encounter, derive_ma_lk
 
 log = get_logger(__name__)
 

@@ -34,6 +34,7 @@ from adapters.his.engine import create_his_engine
 from adapters.his.errors import AdapterConfigError, AdapterError, EncounterDataError
 from adapters.his.options import parse_options
 from adapters.his.paging import After
+from adapters.his.settings import HisSettings
 from adapters.his.sql_mapping import queries
 from adapters.his.sql_mapping.config import SqlMappingOptions
 from adapters.his.sql_mapping.mapping import (
@@ -46,9 +47,8 @@ from adapters.his.sql_mapping.mapping import (
     load_mapping,
 )
 from adapters.his.timeconv import FAR_FUTURE, FAR_PAST, bind_time
-from worker.config import HisSettings
-from worker.domain import Encounter, derive_ma_lk
-from worker.domain.coerce import CoercionError, build_section
+from schemas.domain import Encounter, derive_ma_lk
+from schemas.domain.coerce import CoercionError, build_section
 
 
 class SqlMappingSource(SqlEncounterSource):

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from adapters.signers.errors import SignerConfigError
-from worker.config import SignerSettings
+from adapters.signers.settings import SignerSettings
 
 
 @dataclass(frozen=True, slots=True)

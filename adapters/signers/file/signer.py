@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from adapters.signers.file.config import FileKeyConfig
 from adapters.signers.keyfiles import KeyMaterial, load_key_material
+from adapters.signers.settings import SignerSettings
 from adapters.signers.xmldsig import EnvelopedSigner
-from worker.config import SignerSettings
 
 
 class FileKey:

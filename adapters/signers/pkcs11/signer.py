@@ -18,13 +18,13 @@ import pkcs11
 from cryptography import x509
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
+from structlog import get_logger
 
 from adapters.signers.errors import SignerConfigError, SignerUnavailableError
 from adapters.signers.keyfiles import load_certificates
 from adapters.signers.pkcs11.config import Pkcs11Config
+from adapters.signers.settings import SignerSettings
 from adapters.signers.xmldsig import EnvelopedSigner
-from worker.config import SignerSettings
-from worker.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from adapters.signers.errors import SignerConfigError
-from worker.config import SignerSettings
+from adapters.signers.settings import SignerSettings
 
 #: Seconds for connect/read/write on each call; a signature is a few milliseconds of work for the service.
 DEFAULT_TIMEOUT_S = 10.0

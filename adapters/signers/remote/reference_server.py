@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pydantic import SecretStr
+from structlog import get_logger
 
 from adapters.signers.keyfiles import KeyMaterial
 from adapters.signers.remote import protocol
-from worker.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
+from structlog import get_logger
 
 from adapters.signers.errors import (
     CertificateNotUsableError,
@@ -25,10 +26,9 @@ from adapters.signers.errors import (
 from adapters.signers.keyfiles import load_certificates
 from adapters.signers.remote import protocol
 from adapters.signers.remote.config import RemoteSignerConfig
+from adapters.signers.settings import SignerSettings
 from adapters.signers.xmldsig import EnvelopedSigner
-from worker import __version__
-from worker.config import SignerSettings
-from worker.logging import get_logger
+from adapters.user_agent import USER_AGENT
 
 log = get_logger(__name__)
 
@@ -45,7 +45,7 @@ class RemoteKey:
             base_url=config.url,
             headers={
                 "Authorization": f"Bearer {config.token.get_secret_value()}",
-                "User-Agent": f"vneid-sync/{__version__}",
+                "User-Agent": USER_AGENT,
             },
             timeout=config.timeout_s,
             transport=transport,

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID
+from structlog import get_logger
 
 from adapters.signers.errors import SignerConfigError
 from adapters.signers.keyfiles import load_certificates
@@ -48,8 +49,7 @@ from adapters.signers.revocation.model import (
     RevocationState,
     RevocationStatus,
 )
-from worker.config import SignerSettings
-from worker.logging import get_logger
+from adapters.signers.settings import SignerSettings
 
 log = get_logger(__name__)
 

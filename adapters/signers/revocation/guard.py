@@ -22,12 +22,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from structlog import get_logger
 
 from adapters.signers.revocation.checker import RevocationChecker, RevocationConfig, shared_checker
 from adapters.signers.revocation.model import CaAnswer, RevocationPolicy, RevocationState, RevocationStatus
-from worker.config import SignerSettings
-from worker.logging import get_logger
-from worker.ports import RevocationAwareSigner, Signer
+from adapters.signers.settings import SignerSettings
+from schemas.ports import RevocationAwareSigner, Signer
 
 log = get_logger(__name__)
 

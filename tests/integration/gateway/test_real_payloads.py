@@ -16,16 +16,16 @@ from adapters.gateway.simulator import (
     SimulatorConfig,
     start_simulator_in_thread,
 )
+from adapters.his.demo.synthetic import Kind
 from adapters.signers.file.signer import FileKeySigner
 from adapters.signers.testpki import TestPkiFiles, create_test_pki
 from schemas import PayloadOptions, build_checkin, build_claim
+from schemas.ports import DocumentKind, Outcome
 from schemas.spec import Profile
 from tests.factories import encounter
 from tests.services import require_binary
 from tests.unit.gateway.conftest import gateway_config
 from worker.config import SignerSettings
-from worker.ports import DocumentKind, Outcome
-from worker.synthetic import Kind
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from adapters.gateway.simulator import (
     SimulatorConfig,
     start_simulator_in_thread,
 )
+from schemas.ports import DocumentKind, GatewayReceipt, Outcome
 from tests.unit.gateway.conftest import gateway_config
 from tests.unit.gateway.support import XmlsecSigner
-from worker.ports import DocumentKind, GatewayReceipt, Outcome
 
 
 @pytest.fixture

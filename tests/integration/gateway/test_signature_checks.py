@@ -15,9 +15,9 @@ from adapters.gateway.simulator import (
     SimulatorConfig,
     start_simulator_in_thread,
 )
+from schemas.ports import DocumentKind, Outcome
 from tests.unit.gateway.conftest import gateway_config
 from tests.unit.gateway.support import Pki, XmlsecSigner, make_pki
-from worker.ports import DocumentKind, Outcome
 
 VERIFIERS = ["xmlsec1"]
 if importlib.util.find_spec("adapters.signers.verification") is not None:

@@ -11,9 +11,9 @@ from adapters.gateway.bhxh.client import BhxhGateway
 from adapters.gateway.bhxh.token_cache import TokenCache
 from adapters.gateway.simulator import SimulatorAdmin, spawn_simulator
 from adapters.gateway.simulator.process import SimulatorProcess, read_announcement
+from schemas.ports import DocumentKind, Outcome
 from tests.unit.gateway.conftest import gateway_config
 from tests.unit.gateway.support import XmlsecSigner
-from worker.ports import DocumentKind, Outcome
 
 
 def test_child_process_keeps_its_record_across_a_restart(

@@ -11,10 +11,10 @@ from typing import Any
 from adapters.his.demo import schema
 from adapters.his.demo.seed import DemoWriter, writer_engine
 from adapters.his.demo.source import DemoSource
+from adapters.his.demo.synthetic import Defect, Kind, make_encounter
+from schemas.domain import Encounter
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import HisSettings
-from worker.domain import Encounter
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import Defect, Kind, make_encounter
 
 FACILITY = "79999"
 

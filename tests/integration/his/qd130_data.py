@@ -14,10 +14,10 @@ from sqlalchemy.dialects import mysql
 
 from adapters.his.assemble import field_types, sections
 from adapters.his.qd130_tables.config import table_ids
+from schemas.domain import BirthDate, Encounter
+from schemas.domain.records import INHERITED_FIELDS
+from schemas.domain.values import VIETNAM_TZ
 from schemas.spec import FieldType, base_fields
-from worker.domain import BirthDate, Encounter
-from worker.domain.records import INHERITED_FIELDS
-from worker.domain.values import VIETNAM_TZ
 
 CHANGED_COLUMN = "NGAY_CAP_NHAT"
 _TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from adapters.his.qd130_tables.source import Qd130TablesSource
+from schemas.domain import Encounter
 from tests.integration.his import demo_data, qd130_data
 from tests.integration.his.databases import mariadb_database, postgresql_schema
 from worker.config import HisSettings
-from worker.domain import Encounter
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from adapters.his.demo import schema
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import CompletedKeyLister, Cursor, EncounterSource
 from tests.integration.his.demo_data import demo_source, execute, sample_encounters, write
-from worker.domain.values import VIETNAM_TZ
-from worker.ports import CompletedKeyLister, Cursor, EncounterSource
 
 #: PostgreSQL 25006, MariaDB 1792, SQLite (mode=ro file / PRAGMA query_only).
 READ_ONLY_ERRORS = ("read-only transaction", "read only transaction", "readonly database", "query_only")

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from adapters.his.engine import create_his_engine
 from adapters.his.errors import HisQueryError
 from adapters.his.transient import is_transient, run_with_retry
+from schemas.domain.values import VIETNAM_TZ
 from tests.integration.his.databases import mariadb_database, postgresql_schema
 from worker.config import HisSettings
-from worker.domain.values import VIETNAM_TZ
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])

@@ -18,11 +18,11 @@ from adapters.his.demo.source import DEMO_MAPPING_FILE, DemoSource
 from adapters.his.errors import EncounterDataError, HisUnavailableError
 from adapters.his.qd130_tables.source import Qd130TablesSource
 from adapters.his.sql_mapping.source import SqlMappingSource
+from schemas.domain import Encounter
+from schemas.ports import EncounterSource, SourceDataError, SourceUnavailableError
 from tests.integration.his import qd130_data
 from tests.integration.his.demo_data import FACILITY, demo_source, execute, sample_encounters, write
 from worker.config import HisSettings
-from worker.domain import Encounter
-from worker.ports import EncounterSource, SourceDataError, SourceUnavailableError
 
 NEVER_EXISTED = "V9999999"
 #: The demo mapping's sections with a query of their own (patient reuses the visit row).

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 
 from adapters.his.errors import AdapterConfigError
 from adapters.his.qd130_tables.source import Qd130TablesSource
+from schemas.domain import Encounter, derive_ma_lk
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import Cursor
 from tests.integration.his import qd130_data
 from tests.integration.his.demo_data import FACILITY, sample_encounters
 from worker.config import HisSettings
-from worker.domain import Encounter, derive_ma_lk
-from worker.domain.values import VIETNAM_TZ
-from worker.ports import Cursor
 
 RANGE = (datetime(2026, 1, 1, tzinfo=VIETNAM_TZ), datetime(2026, 6, 1, tzinfo=VIETNAM_TZ))
 

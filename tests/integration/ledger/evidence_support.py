@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from schemas.ports import EncounterRef
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.schema import evidence
 from worker.ledger.states import State
-from worker.ports import EncounterRef
 
 FACILITY = "79999"
 NOW = datetime(2036, 3, 1, 8, 0, tzinfo=UTC)

@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from schemas.ports import EncounterRef
 from worker.ledger import audit
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.repository import AttemptResult, Built, WorkItem
 from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
-from worker.ports import EncounterRef
 
 FACILITY = "79999"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -29,6 +29,7 @@ from adapters.signers.testpki import (
     generate_ca,
     ocsp_response,
 )
+from schemas.ports import EncounterRef
 from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.ledger.evidence_support import FACILITY, signed_file
 from tests.integration.ledger.migration_support import alembic_on, downgrade
@@ -40,7 +41,6 @@ from worker.ledger.repository import WorkItem
 from worker.ledger.revocation_answers import RevocationAnswer, RevocationAnswerCorruptError
 from worker.ledger.schema import audit_log, metadata
 from worker.ledger.schema import revocation_answers as answers_table
-from worker.ports import EncounterRef
 
 #: The signed events are recorded at the real time, and `audit verify` judges each answer at the time of the
 #: events that relied on it: the answers are made to hold then. Whole seconds, as OCSP and CRL times.

@@ -27,6 +27,7 @@ from adapters.signers.testpki import (
     issue_signing_certificate,
     ocsp_response,
 )
+from schemas.ports import EncounterRef
 from tests.integration.ledger.evidence_support import FACILITY, signed_file
 from tests.unit.signers.revocation_support import ocsp_request_for_serial
 from worker.cli.app import main
@@ -35,7 +36,6 @@ from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.schema import audit_log
-from worker.ports import EncounterRef
 
 KEYS = EvidenceKeys.generate()
 #: Now, and a month ago, when the signatures relied on the answers. Whole seconds, as OCSP and CRL times.

@@ -10,12 +10,12 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from schemas.ports import EncounterRef
 from worker.celery_app import SUBMISSION_QUEUE, create_celery, queued_messages
 from worker.config import load_settings
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.ledger.schema import versions
-from worker.ports import EncounterRef
 
 LOST_AFTER = timedelta(minutes=15)
 

@@ -22,14 +22,14 @@ from sqlalchemy.engine import Engine
 
 from adapters.his.demo import schema
 from adapters.his.demo.seed import DemoWriter, generate_with_defects, writer_engine
+from adapters.his.demo.synthetic import Defect, Kind, make_encounter
 from adapters.his.registry import create_source
+from schemas.domain import Encounter
+from schemas.domain.values import VIETNAM_TZ
 from tests.fakes import FakeGateway, FakeSigner
 from worker.bootstrap import evidence_keys, payload_options
 from worker.config import Settings, load_settings
-from worker.domain import Encounter
-from worker.domain.values import VIETNAM_TZ
 from worker.pipeline.context import Pipeline
-from worker.synthetic import Defect, Kind, make_encounter
 
 FACILITY = "79999"
 

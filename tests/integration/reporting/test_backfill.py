@@ -9,16 +9,16 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import Outcome
 from tests.integration.reporting.conftest import World, encounters_between, local
 from worker.cli.app import app
 from worker.config import load_settings
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.logging import configure_logging
 from worker.pipeline import backfill, delivery, discovery
 from worker.pipeline.context import Pipeline
-from worker.ports import Outcome
 
 MARCH = (date(2026, 3, 1), date(2026, 4, 1))
 

@@ -14,18 +14,18 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from adapters.his.demo.source import DEMO_MAPPING_FILE
+from adapters.his.demo.synthetic import Defect
 from adapters.his.sql_mapping.mapping import load_mapping
+from schemas.domain import derive_ma_lk
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import CompletedKeyLister, EncounterRef, EncounterSource, Outcome
 from tests.integration.reporting.conftest import FACILITY, World, bad_encounter, encounters_between, local
 from worker.cli.app import app
-from worker.domain import derive_ma_lk
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger.states import ACTIVE
 from worker.logging import configure_logging
 from worker.pipeline import delivery, discovery
-from worker.ports import CompletedKeyLister, EncounterRef, EncounterSource, Outcome
 from worker.reporting.coverage import COLUMNS, CoverageReport, GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
-from worker.synthetic import Defect
 
 MARCH = (date(2026, 3, 1), date(2026, 4, 1))
 DEPARTMENTS = {

@@ -24,12 +24,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+from schemas.domain import derive_ma_lk
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import EncounterRef
 from worker.config import DeadlineSettings
-from worker.domain import derive_ma_lk
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger import migrate
 from worker.ledger.schema import encounters, metadata, versions
-from worker.ports import EncounterRef
 from worker.reporting.coverage import COLUMNS, CoverageReport, GroupBy, LedgerStateError, compute
 from worker.reporting.deadlines import DeadlineCalendar
 

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from adapters.signers.testpki import ocsp_response
+from schemas.ports import EncounterRef
 from tests.integration.ledger.append_only import append_only_lifted
 from tests.integration.signers.worker_support import T0, Cli, MakeWorker, SignedEvent, Worker
 from tests.unit.signers.revocation_support import (
@@ -32,7 +33,6 @@ from tests.unit.signers.served_answers import Served
 from worker.ledger import repository as repo
 from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.schema import audit_log, revocation_answers
-from worker.ports import EncounterRef
 
 
 def revocation_of(signed: list[SignedEvent]) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from adapters.his.demo.synthetic import Kind
 from adapters.signers.testpki import TestPkiFiles
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSource
@@ -27,7 +28,6 @@ from worker.config import load_settings
 from worker.ledger.schema import audit_log, encounters, evidence, revocation_answers
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
-from worker.synthetic import Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 

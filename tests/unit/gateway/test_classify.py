@@ -13,7 +13,7 @@ from adapters.gateway.bhxh.classify import (
     classify_token_response,
     classify_transport_error,
 )
-from worker.ports import Outcome
+from schemas.ports import Outcome
 
 NOW = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
 

@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from adapters.gateway.bhxh import protocol
 from adapters.gateway.bhxh.token_cache import TokenCache, utc_now
 from adapters.gateway.simulator import RunningSimulator, SimulatorAdmin
+from schemas.ports import DocumentKind, Gateway, Outcome
 from tests.unit.gateway.conftest import DEMO_PASSWORD, DEMO_USERNAME, FACILITY, GatewayEnv, GatewayFactory
 from tests.unit.gateway.support import XmlsecSigner, claim_template
 from worker.logging import configure_logging
-from worker.ports import DocumentKind, Gateway, Outcome
 
 
 # -- acceptance and receipts ------------------------------------------------------------------------------

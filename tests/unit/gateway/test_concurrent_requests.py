@@ -8,9 +8,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from adapters.gateway.simulator import SimulatorAdmin
+from schemas.ports import DocumentKind, Outcome
 from tests.unit.gateway.conftest import GatewayFactory
 from tests.unit.gateway.support import XmlsecSigner
-from worker.ports import DocumentKind, Outcome
 
 
 def test_overlapping_requests_each_get_their_own_receipt(

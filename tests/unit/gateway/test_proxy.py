@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from schemas.ports import DocumentKind, Outcome
 from tests.unit.gateway.conftest import GatewayFactory
 from tests.unit.gateway.support import XmlsecSigner
-from worker.ports import DocumentKind, Outcome
 
 
 class ForwardingProxy(ThreadingHTTPServer):

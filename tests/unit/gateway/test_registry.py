@@ -7,8 +7,8 @@ from pydantic import SecretStr
 from adapters.gateway.bhxh.client import BhxhGateway
 from adapters.gateway.bhxh.config import BhxhGatewayConfig
 from adapters.gateway.registry import create_gateways
+from schemas.ports import Gateway
 from worker.config import DestinationSettings, PayloadSettings, Settings
-from worker.ports import Gateway
 
 
 def test_enabled_destinations_become_gateways() -> None:
@@ -18,7 +18,7 @@ def test_enabled_destinations_become_gateways() -> None:
             "hanoi": DestinationSettings(base_url="https://hub.example.invalid", enabled=False),
         }
     )
-    gateways = create_gateways(settings)
+    gateways = create_gateways(settings.destinations, default_facility_code=settings.payload.facility_code)
     try:
         assert list(gateways) == ["bhxh"]
         gateway = gateways["bhxh"]
@@ -49,7 +49,7 @@ def test_config_from_settings_fills_facility_and_province() -> None:
 
 def test_payload_facility_is_the_default() -> None:
     settings = Settings(payload=PayloadSettings(facility_code="48001"))
-    gateways = create_gateways(settings)
+    gateways = create_gateways(settings.destinations, default_facility_code=settings.payload.facility_code)
     try:
         gateway = gateways["bhxh"]
         assert isinstance(gateway, BhxhGateway)

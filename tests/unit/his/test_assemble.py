@@ -10,8 +10,8 @@ import pytest
 
 from adapters.his.assemble import build_encounter, normalise_row, sections
 from adapters.his.errors import EncounterDataError
-from worker.domain import BirthDate, DrugLine, Encounter, Patient
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain import BirthDate, DrugLine, Encounter, Patient
+from schemas.domain.values import VIETNAM_TZ
 
 VISIT = {"NGAY_VAO": "2026-03-04 08:15:00", "NGAY_RA": datetime(2026, 3, 4, 10, 25), "MA_LOAI_KCB": "01"}
 PATIENT = {"MA_BN": "BN1", "NGAY_SINH": "1980-05-12", "GIOI_TINH": 2}

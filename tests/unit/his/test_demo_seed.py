@@ -17,8 +17,8 @@ from adapters.his.demo.seed import (
     generate_with_defects,
     seed_demo_his,
 )
-from worker.domain import FirstCost, HivCare
-from worker.synthetic import Kind, make_encounter
+from adapters.his.demo.synthetic import Kind, make_encounter
+from schemas.domain import FirstCost, HivCare
 
 
 def test_generated_encounters_spread_over_the_range_with_the_asked_share_of_defects() -> None:

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from adapters.his.paging import After, KeysetPager, discovery_lower_bound
 from adapters.his.timeconv import bind_time, parse_his_time
-from worker.domain.values import VIETNAM_TZ
-from worker.ports import Cursor
+from schemas.domain.values import VIETNAM_TZ
+from schemas.ports import Cursor
 
 
 def test_pager_reads_pages_until_a_short_one() -> None:

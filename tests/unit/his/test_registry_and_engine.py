@@ -12,8 +12,8 @@ from adapters.his.engine import _read_only_sqlite_url, his_url
 from adapters.his.errors import AdapterConfigError
 from adapters.his.qd130_tables.source import Qd130TablesSource
 from adapters.his.registry import create_source, known_adapters
+from schemas.ports import EncounterSource
 from worker.config import HisSettings
-from worker.ports import EncounterSource
 
 
 def test_known_adapters_and_creation_by_name(tmp_path: Path) -> None:

@@ -28,12 +28,12 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
+from schemas.ports import EncounterRef
 from worker.cli import monitor_cmd
 from worker.ledger import repository as repo
 from worker.ledger.evidence_crypto import EvidenceKeys, encode_key, new_key
 from worker.ledger.repository import AttemptResult, WorkItem
 from worker.ledger.states import State
-from worker.ports import EncounterRef
 
 FACILITY = "79999"
 #: Seals the evidence these ledgers keep (in memory: nothing here reads it back after the test).

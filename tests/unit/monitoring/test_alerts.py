@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
+from schemas.domain.values import VIETNAM_TZ
 from tests.unit.monitoring.support import (
     EVIDENCE_SETTINGS,
     attempt,
@@ -25,7 +26,6 @@ from tests.unit.monitoring.support import (
 )
 from worker import alerts
 from worker.config import DeadlineSettings, DestinationSettings, Settings, load_settings
-from worker.domain.values import VIETNAM_TZ
 from worker.ledger import queries
 from worker.ledger import repository as repo
 from worker.ledger.schema import alert_state

@@ -15,9 +15,9 @@ from cryptography import x509
 from sqlalchemy.engine import Engine
 
 from adapters.signers.testpki import create_test_pki
+from schemas.domain.values import VIETNAM_TZ
 from tests.unit.monitoring.support import add_visit, attempt, read_until, scrape, sign, value, visit_in_state
 from worker.config import DestinationSettings, Settings, SignerSettings, load_settings
-from worker.domain.values import VIETNAM_TZ
 from worker.health import CertificateWatch, load_signing_certificate
 from worker.ledger import repository as repo
 from worker.ledger.db import create_ledger_engine

@@ -14,6 +14,8 @@ import structlog
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
+from adapters.his.demo.synthetic import Kind
+from schemas.ports import DocumentKind, GatewayReceipt, Outcome
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from tests.unit.pipeline.conftest import fake_pipeline
@@ -23,8 +25,6 @@ from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
-from worker.ports import DocumentKind, GatewayReceipt, Outcome
-from worker.synthetic import Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
+from adapters.his.demo.synthetic import Defect, Kind
+from schemas.ports import Outcome
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from tests.unit.pipeline.conftest import fake_pipeline
@@ -22,8 +24,6 @@ from worker.ledger.schema import encounters, evidence, versions
 from worker.ledger.states import State
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
-from worker.ports import Outcome
-from worker.synthetic import Defect, Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
@@ -245,7 +245,7 @@ def test_one_auth_failure_retries_persistent_ones_stop(world) -> None:  # type: 
 
 def test_unreadable_encounter_is_quarantined_with_section_and_column(world) -> None:  # type: ignore[no-untyped-def]
     pipeline, source, _signer, _gateway = world
-    from worker.ports import SourceDataError
+    from schemas.ports import SourceDataError
 
     source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1701"), T0)
     source.put(encounter(Kind.OUTPATIENT_EXAM, his_key="1702"), T0)

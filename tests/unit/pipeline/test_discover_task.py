@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
+from adapters.his.demo.synthetic import Kind
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from tests.unit.pipeline.conftest import fake_pipeline
@@ -19,7 +20,6 @@ from worker.config import load_settings
 from worker.ledger.schema import encounters
 from worker.pipeline import discovery
 from worker.single_instance import single_instance
-from worker.synthetic import Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from sqlalchemy.engine import Engine
 
+from adapters.his.demo.synthetic import Kind
 from tests.factories import encounter
 from tests.fakes import FakeGateway, FakeSigner, FakeSource
 from tests.unit.pipeline.conftest import fake_pipeline
@@ -17,7 +18,6 @@ from worker.config import load_settings
 from worker.ledger import repository as repo
 from worker.ledger.schema import versions
 from worker.pipeline import discovery
-from worker.synthetic import Kind
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import DeadlineSettings
-from worker.domain.values import VIETNAM_TZ
 from worker.reporting.deadlines import DeadlineCalendar, add_working_days, is_working_day, load_holidays
 
 #: Tết Bính Ngọ 2026: the official break from Monday 16/02 to Friday 20/02 (weekends around it anyway).

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import lxml.html
 from rich.console import Console
 
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ
 from worker.reporting import render
 from worker.reporting.coverage import COLUMNS, CoverageReport, Gap, GroupBy
 

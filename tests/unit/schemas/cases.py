@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from worker.domain import (
+from schemas.domain import (
     BirthDate,
     ClinicalNote,
     ClsResult,
@@ -24,7 +24,7 @@ from worker.domain import (
     TbTreatment,
     Visit,
 )
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ
 
 FACILITY = "79999"
 CREATED = date(2026, 3, 10)

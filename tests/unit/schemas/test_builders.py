@@ -22,10 +22,10 @@ from schemas import (
     validate_envelope_bytes,
 )
 from schemas.documents import read_rows
+from schemas.domain.values import VIETNAM_TZ
 from schemas.spec import TABLE_LAYOUTS, Profile, table_fields
 from tests.factories import one_of_each_kind
 from tests.unit.schemas.cases import CREATED, VALID_CASES, inpatient_referral, non_insured, outpatient_exam
-from worker.domain.values import VIETNAM_TZ
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 

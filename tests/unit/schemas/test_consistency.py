@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from schemas.constraints import CONDITIONAL_REQUIREMENTS, RELAXED_REQUIREMENTS
+from schemas.domain import Encounter
 from schemas.messages import CATALOGUE, issue
 from schemas.options import PayloadOptions
 from schemas.rows import FIELD_SOURCES, SECTIONS
 from schemas.spec import ALL_TABLES, Profile, known_code_lists, table_fields
 from worker.config import PayloadSettings
-from worker.domain import Encounter
 
 #: CSV conditions deliberately not enforced, with the reason next to the data in schemas/constraints.py.
 NOT_ENFORCED = {("XML6", "NGAYKT_DTRI_LAO")}

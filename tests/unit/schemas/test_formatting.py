@@ -11,10 +11,10 @@ import pytest
 
 from schemas import PayloadOptions, PayloadValidationError, build_claim, decode_envelope
 from schemas.constraints import decimal_places
+from schemas.domain.values import VIETNAM_TZ
 from schemas.formatting import ValueFormatError, date8, datetime12, decimal_text, text
 from schemas.spec import ALL_TABLES, FieldType, Profile, table_fields
 from tests.unit.schemas.cases import CREATED, outpatient_exam
-from worker.domain.values import VIETNAM_TZ
 
 
 def test_times_are_written_in_vietnam_local_time_without_zone() -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from adapters.his.demo.synthetic import Defect, Kind, make_encounter
 from schemas import (
     PayloadOptions,
     PayloadValidationError,
@@ -22,10 +23,9 @@ from schemas import (
     decode_envelope,
     validate_envelope_bytes,
 )
+from schemas.domain import Encounter
+from schemas.domain.values import VIETNAM_TZ
 from schemas.spec import TABLE_LAYOUTS, Profile, table_fields
-from worker.domain import Encounter
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import Defect, Kind, make_encounter
 
 #: Text that stresses escaping and normalisation: markup, quotes, Vietnamese (composed and decomposed),
 #: emoji, and characters that must be rejected (C0/C1 controls, a lone surrogate, U+FFFE).

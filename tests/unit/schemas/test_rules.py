@@ -7,8 +7,10 @@ from collections.abc import Callable
 import pytest
 from lxml import etree
 
+from adapters.his.demo.synthetic import Defect, Kind
 from schemas import PayloadOptions, PayloadValidationError, build_claim, decode_envelope
 from schemas.documents import read_rows
+from schemas.domain import Encounter
 from schemas.issues import Issue, Severity
 from schemas.rules import RuleContext, check_documents
 from schemas.spec import Profile
@@ -21,8 +23,6 @@ from tests.unit.schemas.cases import (
     outpatient_exam,
     outpatient_treatment,
 )
-from worker.domain import Encounter
-from worker.synthetic import Defect, Kind
 
 Documents = dict[str, list[dict[str, str]]]
 

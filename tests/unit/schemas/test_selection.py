@@ -10,6 +10,8 @@ from lxml import etree
 
 from schemas import PayloadOptions, PayloadValidationError, build_claim, decode_envelope
 from schemas.documents import read_rows
+from schemas.domain import Encounter, HivCare, RecordSummary
+from schemas.domain.values import VIETNAM_TZ
 from tests.unit.schemas.cases import (
     CREATED,
     day_patient,
@@ -20,8 +22,6 @@ from tests.unit.schemas.cases import (
     tb_follow_up,
     totals,
 )
-from worker.domain import Encounter, HivCare, RecordSummary
-from worker.domain.values import VIETNAM_TZ
 
 OPTIONS = PayloadOptions()
 

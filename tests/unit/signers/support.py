@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from adapters.his.demo.synthetic import Kind, make_encounter
 from adapters.signers.testpki import Issued, TestPkiFiles, create_test_pki, generate_ca
 from schemas import PayloadOptions, build_claim
 from schemas import build_checkin as build_checkin_payload
+from schemas.domain import Encounter
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import SignerSettings
-from worker.domain import Encounter
-from worker.domain.values import VIETNAM_TZ
-from worker.synthetic import Kind, make_encounter
 
 KEY_SIZES = (2048, 3072)
 

@@ -9,8 +9,8 @@ from adapters.signers.file.signer import FileKeySigner
 from adapters.signers.pkcs11.signer import Pkcs11Signer
 from adapters.signers.registry import available_signers, create_signer, process_signer, signer_class
 from adapters.signers.remote.signer import RemoteSigner
+from schemas.ports import Signer
 from tests.unit.signers.support import PkiSet, file_settings
-from worker.ports import Signer
 
 
 def test_the_three_sources_are_registered() -> None:

@@ -1,5 +1,5 @@
 """The delivery service knows a signer checked its certificate's revocation status by the port it implements,
-``worker.ports.RevocationAwareSigner``: the revocation guard is one, a plain signer is not (its versions are
+``schemas.ports.RevocationAwareSigner``: the revocation guard is one, a plain signer is not (its versions are
 recorded ``not_checked``), and what the guard hands over is what the port promises."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 
 from adapters.signers.file.signer import FileKeySigner
 from adapters.signers.revocation import RevocationGuardedSigner, RevocationPolicy, RevocationSource
+from schemas.ports import RevocationAwareSigner, Signer
 from tests.fakes import FakeSigner
 from tests.unit.signers import revocation_support
 from tests.unit.signers.revocation_support import UNSIGNED, CaServices
 from tests.unit.signers.support import PkiSet
-from worker.ports import RevocationAwareSigner, Signer
 
 
 def test_the_guard_is_revocation_aware_and_a_plain_signer_is_not(

@@ -31,8 +31,8 @@ from adapters.signers.xmldsig import (
     SignatureTemplate,
     locate_slot,
 )
+from schemas.ports import Signer
 from tests.unit.signers.support import PkiSet, build_checkin, file_settings
-from worker.ports import Signer
 
 DS = "{" + DS_NS + "}"
 

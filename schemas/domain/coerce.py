@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from worker.domain.values import VIETNAM_TZ, BirthDate, compact_moment
+from schemas.domain.values import VIETNAM_TZ, BirthDate, compact_moment
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from worker.domain.records import (
+from schemas.domain.records import (
     BirthCertificate,
     ClinicalNote,
     ClsResult,
@@ -26,7 +26,7 @@ from worker.domain.records import (
     TbTreatment,
     Visit,
 )
-from worker.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ
 
 #: MA_DOITUONG_KCB of a patient not using BHYT (QĐ 3276).
 NON_INSURED_CATEGORY = "9"

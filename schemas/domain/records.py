@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from worker.domain.values import BirthDate
+from schemas.domain.values import BirthDate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,8 +13,8 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from worker.domain.encounter import NON_INSURED_CATEGORY, Encounter, derive_ma_lk
-from worker.domain.records import (
+from schemas.domain.encounter import NON_INSURED_CATEGORY, Encounter, derive_ma_lk
+from schemas.domain.records import (
     ClinicalNote,
     ClsResult,
     DischargePaper,
@@ -28,7 +28,7 @@ from worker.domain.records import (
     TbTreatment,
     Visit,
 )
-from worker.domain.values import VIETNAM_TZ, BirthDate
+from schemas.domain.values import VIETNAM_TZ, BirthDate
 
 FAMILY_NAMES = (
     "Nguyễn",

@@ -1,7 +1,9 @@
-"""The ports of the core: what the pipeline needs from the outside world, as Protocols.
+"""The ports: what the worker needs from the outside world, as Protocols, and the values they pass.
 
-Real adapters live in ``adapters/`` (one folder each, a registry per port); fakes for unit tests live in
-``tests/fakes.py``. Everything is wired in one place, ``worker/bootstrap.py``.
+They live on the bottom floor so that both floors above can name them: the adapters (``adapters/``, one
+folder each, a registry per port) implement them without importing the worker, and the worker's pipeline
+calls them without knowing an adapter. Fakes for unit tests live in ``tests/fakes.py``. Everything is wired
+in one place, ``worker/bootstrap.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 
-from worker.domain import Encounter
+from schemas.domain import Encounter
 
 # --------------------------------------------------------------------------------------------------- HIS
 

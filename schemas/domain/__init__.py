@@ -1,7 +1,7 @@
 """The canonical domain model: a completed encounter in the standard's vocabulary."""
 
-from worker.domain.encounter import Encounter, derive_ma_lk, derive_ma_lks
-from worker.domain.records import (
+from schemas.domain.encounter import Encounter, derive_ma_lk, derive_ma_lks
+from schemas.domain.records import (
     BirthCertificate,
     ClinicalNote,
     ClsResult,
@@ -19,7 +19,7 @@ from worker.domain.records import (
     TbTreatment,
     Visit,
 )
-from worker.domain.values import VIETNAM_TZ, BirthDate
+from schemas.domain.values import VIETNAM_TZ, BirthDate
 
 __all__ = [
     "VIETNAM_TZ",
