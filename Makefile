@@ -34,10 +34,11 @@ test-integration: install ## Run the integration tests only
 test-e2e: install ## Run the end-to-end tests only
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-lint: install ## ruff check, ruff format --check, mypy --strict
+lint: install ## ruff check, ruff format --check, mypy --strict, import-linter (the three floors)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy worker adapters schemas
+	$(VENV)/bin/lint-imports
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
