@@ -37,16 +37,11 @@ from worker.ledger.repository import WorkItem
 from worker.ledger.revocation_answers import RevocationAnswer
 from worker.ledger.states import State
 from worker.logging import get_logger
-from worker.pipeline import hubs
+from worker.pipeline import hubs, policy
 from worker.pipeline.context import Pipeline
-from worker.pipeline.policy import decide
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
-#: How long a stopped destination's versions wait before the dispatcher looks at them again.
-STOPPED_RECHECK = timedelta(minutes=5)
-#: Consecutive 401s after a fresh login (across batches and workers) before a destination is stopped.
-AUTH_FAILURES_BEFORE_STOP = 3
 
 
 @dataclass
@@ -198,7 +193,7 @@ def _attempt(
     pipeline: Pipeline, item: WorkItem, receipt: GatewayReceipt, *, destination: str, now: datetime
 ) -> repo.Attempt:
     """What the delivery policy makes of one gateway answer, as the ledger records it."""
-    decision = decide(
+    decision = policy.decide(
         receipt, attempts_before=item.attempts, settings=pipeline.settings.delivery, now=now, rng=_rng
     )
     return repo.Attempt(
@@ -241,23 +236,18 @@ def _halt(
     now: datetime,
     result: BatchResult,
 ) -> None:
-    """CONFIG (402/403/locked) stops the destination at once. AUTH (a 401 right after a fresh login) stops it
-    only when it persists: a token-expiry storm can revoke the new token too, and that is no credentials error."""
-    reason = f"{receipt.outcome.value}:{receipt.ma_ket_qua or receipt.http_status}"
-    if receipt.outcome is Outcome.CONFIG:
-        repo.stop_destination(conn, destination, reason)
-        stopped = True
-    else:
-        stopped = repo.record_auth_failure(conn, destination, stop_after=AUTH_FAILURES_BEFORE_STOP)
-    wait = STOPPED_RECHECK if stopped else timedelta(seconds=pipeline.settings.delivery.backoff_base_s)
+    """An AUTH/CONFIG answer: the destination is stopped or its 401 counted (``policy.halt_destination``); the
+    versions not sent are left as they are and looked at again later."""
+    stopped = policy.halt_destination(conn, destination, receipt)
     label = "destination-stopped" if stopped else "auth-retry"
-    repo.defer(conn, deferred, reason=f"{label}:{destination}", until=now + wait)
+    until = now + policy.recheck_after(stopped, pipeline.settings.delivery)
+    repo.defer(conn, deferred, reason=f"{label}:{destination}", until=until)
     result.deferred += len(deferred)
     if stopped:
         log.error(
             "destination stopped: configuration or authentication error",
             destination=destination,
-            reason=reason,
+            reason=policy.halt_reason(receipt),
         )
 
 
@@ -283,7 +273,7 @@ def _send(
         metrics.record_attempt(
             destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
         )
-        if receipt.outcome in (Outcome.AUTH, Outcome.CONFIG):
+        if policy.stops_destination(receipt):
             halted.set()
         return receipt
 
@@ -305,7 +295,10 @@ def _submit(
     if destination in stopped:
         with pipeline.engine.begin() as conn:
             repo.defer(
-                conn, sendable, reason=f"destination-stopped:{destination}", until=utcnow() + STOPPED_RECHECK
+                conn,
+                sendable,
+                reason=f"destination-stopped:{destination}",
+                until=utcnow() + policy.STOPPED_RECHECK,
             )
         result.deferred += len(sendable)
         return
@@ -314,7 +307,7 @@ def _submit(
     halted: GatewayReceipt | None = None
     deferred: list[WorkItem] = []
     for item, receipt in zip(sendable, receipts, strict=True):
-        if receipt is not None and receipt.outcome not in (Outcome.AUTH, Outcome.CONFIG):
+        if receipt is not None and not policy.stops_destination(receipt):
             attempts.append((item, receipt))
             continue
         # Not sent (the destination halted first) or halted here: left as it is, tried again later.

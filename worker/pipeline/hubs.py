@@ -3,26 +3,30 @@
 A hub never blocks BHXH: a version is queued for the hubs only once the primary destination accepted it,
 and hub deliveries run on their own schedule with their own retries. The version's state (and coverage)
 follows the primary destination alone; each hub's state lives in ``deliveries``.
+
+A hub follows the same retry policy as the primary destination (``worker.pipeline.policy``): an answer about
+the version moves its delivery (``policy.decide``), AUTH/CONFIG stop the hub (``policy.halt_destination``) and
+leave its deliveries as they are until an operator resumes it — a wrong hub password is never retried to DEAD.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 
-from schemas.ports import DocumentKind, Outcome
-from worker.ledger import audit
+from schemas.ports import DocumentKind, Gateway, GatewayReceipt, Outcome
+from worker.ledger import hub_deliveries
 from worker.ledger import repository as repo
-from worker.ledger.audit import AuditEvent
 from worker.ledger.db import utcnow
-from worker.ledger.schema import deliveries, versions
+from worker.ledger.hub_deliveries import HubDelivery
 from worker.ledger.states import State
 from worker.logging import get_logger
+from worker.pipeline import policy
 from worker.pipeline.context import Pipeline
-from worker.pipeline.policy import backoff
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
@@ -35,27 +39,9 @@ def secondary_destinations(pipeline: Pipeline) -> list[str]:
     return [name for name, dest in pipeline.settings.destinations.items() if dest.enabled and name != primary]
 
 
-def queue_for_hubs(conn: sa.Connection, version_ids: list[int], destinations: list[str]) -> None:
+def queue_for_hubs(conn: sa.Connection, version_ids: Sequence[int], destinations: Sequence[str]) -> None:
     """Called in the transaction that records the primary's acceptance."""
-    if not version_ids or not destinations:
-        return
-    now = utcnow()
-    existing = {
-        (row.version_id, row.destination)
-        for row in conn.execute(
-            sa.select(deliveries.c.version_id, deliveries.c.destination).where(
-                deliveries.c.version_id.in_(version_ids)
-            )
-        )
-    }
-    rows = [
-        {"version_id": vid, "destination": dest, "state": State.SIGNED, "attempts": 0, "updated_at": now}
-        for vid in version_ids
-        for dest in destinations
-        if (vid, dest) not in existing
-    ]
-    if rows:
-        conn.execute(sa.insert(deliveries), rows)
+    hub_deliveries.queue(conn, version_ids, destinations)
 
 
 @dataclass
@@ -65,6 +51,8 @@ class HubResult:
     rejected: int = 0
     retrying: int = 0
     dead: int = 0
+    #: Left as they are: their hub is stopped (or a 401 after a fresh login may still pass).
+    deferred: int = 0
 
 
 def deliver_due(pipeline: Pipeline, *, limit: int = 200) -> HubResult:
@@ -72,91 +60,77 @@ def deliver_due(pipeline: Pipeline, *, limit: int = 200) -> HubResult:
     result = HubResult()
     now = utcnow()
     with pipeline.engine.begin() as conn:
-        due = conn.execute(
-            sa.select(
-                deliveries.c.version_id, deliveries.c.destination, deliveries.c.attempts, versions.c.ma_lk
-            )
-            .join(versions, versions.c.id == deliveries.c.version_id)
-            .where(
-                deliveries.c.state.in_([State.SIGNED.value, State.SUBMITTED.value]),
-                sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
-            )
-            .order_by(deliveries.c.version_id)
-            .limit(limit)
-        ).all()
-        for row in due:
-            conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.version_id == row.version_id, deliveries.c.destination == row.destination)
-                .values(next_attempt_at=now + CLAIM_FOR)
-            )
-        stopped = repo.stopped_destinations(conn)
-    for row in due:
-        gateway = pipeline.gateways.get(row.destination)
-        if gateway is None or row.destination in stopped:
+        due = hub_deliveries.claim_due(conn, limit=limit, now=now, until=now + CLAIM_FOR)
+        stopped = set(repo.stopped_destinations(conn))
+    for delivery in due:
+        gateway = pipeline.gateways.get(delivery.destination)
+        if gateway is None or delivery.destination in stopped:
             continue
-        with pipeline.engine.connect() as conn:
-            document = repo.signed_document(conn, row.version_id, pipeline.evidence_keys)
-        if document is None:
-            continue
-        receipt = gateway.submit(document, DocumentKind.CLAIM)
-        result.sent += 1
-        attempt = row.attempts + 1
-        values: dict[str, object] = {
-            "attempts": attempt,
-            "updated_at": utcnow(),
-            "next_attempt_at": None,
-            "ma_ket_qua": receipt.ma_ket_qua,
-            "last_error_code": None,
-        }
-        if receipt.outcome is Outcome.ACCEPTED:
-            values.update(
-                state=State.ACCEPTED,
-                ma_giao_dich=receipt.ma_giao_dich,
-                thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan,
-            )
-            result.accepted += 1
-        elif receipt.outcome is Outcome.DATA_ERROR:
-            values.update(state=State.REJECTED, last_error_code=f"gateway:{receipt.ma_ket_qua}")
-            result.rejected += 1
-        elif attempt >= pipeline.settings.delivery.max_attempts:
-            values.update(state=State.DEAD, last_error_code=receipt.outcome.value)
-            result.dead += 1
-        else:
-            delay = backoff(attempt, pipeline.settings.delivery, _rng)
-            values.update(
-                state=State.SUBMITTED, next_attempt_at=utcnow() + delay, last_error_code=receipt.outcome.value
-            )
-            result.retrying += 1
-        with pipeline.engine.begin() as conn:
-            conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.version_id == row.version_id, deliveries.c.destination == row.destination)
-                .values(**values)
-            )
-            audit.append(
-                conn,
-                [
-                    AuditEvent(
-                        "attempt",
-                        ma_lk=row.ma_lk,
-                        version_id=row.version_id,
-                        destination=row.destination,
-                        request_hash=receipt.request_sha256,
-                        http_status=receipt.http_status,
-                        ma_ket_qua=receipt.ma_ket_qua,
-                        ma_giao_dich=receipt.ma_giao_dich,
-                        thoi_gian_tiep_nhan=receipt.thoi_gian_tiep_nhan,
-                        detail={"result": str(values["state"]), "hub": True},
-                    )
-                ],
-            )
-        log.info(
-            "hub attempt",
-            ma_lk=row.ma_lk,
-            version_id=row.version_id,
-            destination=row.destination,
-            outcome=receipt.outcome.value,
-            ma_ket_qua=receipt.ma_ket_qua,
-        )
+        if _deliver(pipeline, gateway, delivery, result):
+            stopped.add(delivery.destination)
     return result
+
+
+def _deliver(pipeline: Pipeline, gateway: Gateway, delivery: HubDelivery, result: HubResult) -> bool:
+    """Send one delivery and record what the policy makes of the answer. Returns whether its hub stopped."""
+    with pipeline.engine.connect() as conn:
+        document = repo.signed_document(conn, delivery.version_id, pipeline.evidence_keys)
+    if document is None:
+        return False
+    receipt = gateway.submit(document, DocumentKind.CLAIM)
+    result.sent += 1
+    _log_attempt(delivery, receipt)
+    if policy.stops_destination(receipt):
+        return _halt(pipeline, delivery, receipt, result)
+    decision = policy.decide(
+        receipt,
+        attempts_before=delivery.attempts,
+        settings=pipeline.settings.delivery,
+        now=utcnow(),
+        rng=_rng,
+    )
+    _count(result, decision.state)
+    with pipeline.engine.begin() as conn:
+        hub_deliveries.record_attempt(conn, delivery, receipt, decision)
+        if receipt.outcome is Outcome.ACCEPTED:
+            repo.clear_auth_failures(conn, delivery.destination)
+    return False
+
+
+def _halt(pipeline: Pipeline, delivery: HubDelivery, receipt: GatewayReceipt, result: HubResult) -> bool:
+    """AUTH/CONFIG: stop the hub (or count its 401) and leave the delivery as it is, as for the primary."""
+    with pipeline.engine.begin() as conn:
+        stopped = policy.halt_destination(conn, delivery.destination, receipt)
+        label = "destination-stopped" if stopped else "auth-retry"
+        until = utcnow() + policy.recheck_after(stopped, pipeline.settings.delivery)
+        hub_deliveries.defer(conn, delivery, reason=f"{label}:{delivery.destination}", until=until)
+    result.deferred += 1
+    if stopped:
+        log.error(
+            "hub stopped: configuration or authentication error",
+            destination=delivery.destination,
+            reason=policy.halt_reason(receipt),
+        )
+    return stopped
+
+
+def _count(result: HubResult, state: State) -> None:
+    if state is State.ACCEPTED:
+        result.accepted += 1
+    elif state is State.REJECTED:
+        result.rejected += 1
+    elif state is State.DEAD:
+        result.dead += 1
+    elif state is State.SUBMITTED:
+        result.retrying += 1
+
+
+def _log_attempt(delivery: HubDelivery, receipt: GatewayReceipt) -> None:
+    log.info(
+        "hub attempt",
+        ma_lk=delivery.ma_lk,
+        version_id=delivery.version_id,
+        destination=delivery.destination,
+        outcome=receipt.outcome.value,
+        ma_ket_qua=receipt.ma_ket_qua,
+    )
