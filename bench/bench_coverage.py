@@ -48,6 +48,7 @@ from adapters.his.demo.seed import seed_demo_his
 from adapters.his.demo.source import DemoSource
 from bench.common import FACILITY, emit, machine_description, measured, progress, scratch_database
 from schemas.domain import derive_ma_lk
+from schemas.domain.values import local_midnight
 from schemas.ports import EncounterRef, EncounterSource
 from worker.config import DeadlineSettings, HisSettings
 from worker.ledger import migrate
@@ -238,10 +239,6 @@ def _copy(cursor: Any, encounter_lines: list[str], version_lines: list[str]) -> 
         copy.write("\n".join(version_lines) + "\n")
     encounter_lines.clear()
     version_lines.clear()
-
-
-def local_midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) - LOCAL_OFFSET
 
 
 def local_days(first: date = START) -> Iterator[tuple[date, datetime, datetime]]:

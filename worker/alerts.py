@@ -48,7 +48,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -58,7 +58,7 @@ from cryptography import x509
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from schemas.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ, local_midnight
 from schemas.ports import EncounterSource
 from worker.config import Settings
 from worker.health import (
@@ -312,10 +312,6 @@ def _email_notifier(settings: Settings, recipients: Sequence[str]) -> EmailNotif
 # ===================================================================================== conditions
 
 
-def _local_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=VIETNAM_TZ)
-
-
 def claim_cutoff(calendar: DeadlineCalendar, now: datetime) -> date:
     """The first local day whose visits are still within the claim deadline: every visit completed before
     this day (Vietnam time) is past its deadline at ``now``. ``add_working_days`` grows with its start day,
@@ -333,7 +329,7 @@ def claim_cutoff(calendar: DeadlineCalendar, now: datetime) -> date:
 def observe_claim_deadline(
     conn: sa.Connection, settings: Settings, calendar: DeadlineCalendar, now: datetime, legal_start: datetime
 ) -> Observation:
-    cutoff = _local_midnight(claim_cutoff(calendar, now))
+    cutoff = local_midnight(claim_cutoff(calendar, now))
     late = (
         encounters.c.completed_at >= as_utc(legal_start),
         encounters.c.completed_at < as_utc(cutoff),
@@ -438,8 +434,7 @@ def observe_coverage(
     from worker.reporting.coverage import GroupBy, compute  # noqa: PLC0415  # only when the HIS is given
 
     end = claim_cutoff(calendar, now)
-    legal = date.fromisoformat(settings.deadlines.legal_start)
-    start = max(legal, end - timedelta(days=settings.delivery.sweep_days))
+    start = max(settings.deadlines.legal_start, end - timedelta(days=settings.delivery.sweep_days))
     if start >= end:
         return Observation(COVERAGE, False, "no day past its claim deadline yet", {"days": 0})
     report = compute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import typing
 from contextvars import ContextVar
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,7 +139,7 @@ class EvidenceSettings(Section):
 
 
 class DeadlineSettings(Section):
-    legal_start: str = Field("2026-01-01", description="QĐ 31: every visit from this date.")
+    legal_start: date = Field(date(2026, 1, 1), description="QĐ 31: every visit from this date.")
     target_hours: float = Field(3.0, gt=0, description="Send within this many hours of the visit end.")
     claim_working_days: int = Field(7, ge=1, description="TT 48 Đ7: payment request within N working days.")
     display_hours: float = Field(24.0, gt=0, description="VNeID display deadline (BHXH's duty).")
@@ -391,7 +391,7 @@ def _mask(value: Any) -> Any:
         return [_mask(item) for item in value]
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, time):
+    if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, str):
         return _redact_url(value)

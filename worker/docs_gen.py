@@ -13,7 +13,7 @@ import sys
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -109,6 +109,7 @@ def type_name(annotation: Any) -> str:
         bool: "boolean",
         Path: "path",
         SecretStr: "secret",
+        date: "date (`YYYY-MM-DD`)",
         time: "time (`HH:MM:SS`)",
     }
     return simple.get(inner, getattr(inner, "__name__", str(inner))) + suffix
@@ -126,7 +127,7 @@ def _literal(value: Any) -> str:
         return f'`"{value.value}"`'
     if isinstance(value, Path | str):
         return f'`"{value}"`'
-    if isinstance(value, time):
+    if isinstance(value, date | time):
         return f'`"{value.isoformat()}"`'
     if isinstance(value, tuple | list):
         return "`[" + ", ".join(_literal(item).strip("`") for item in value) + "]`"

@@ -62,8 +62,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from datetime import time as clock_time
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.domain.values import VIETNAM_TZ
+from schemas.domain.values import local_midnight
 from worker.config import Settings
 from worker.health import (
     AnchorAge,
@@ -109,8 +108,7 @@ def code_label(value: object) -> str:
 
 def legal_start_utc(settings: Settings) -> datetime:
     """Local midnight (Vietnam) of ``deadlines.legal_start``, in UTC."""
-    day = date.fromisoformat(settings.deadlines.legal_start)
-    return datetime.combine(day, clock_time(0, 0), tzinfo=VIETNAM_TZ).astimezone(UTC)
+    return local_midnight(settings.deadlines.legal_start).astimezone(UTC)
 
 
 # ===================================================================================== the ledger

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, tzinfo
 from zoneinfo import ZoneInfo
 
 VIETNAM_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def local_midnight(day: date, tz: tzinfo = VIETNAM_TZ) -> datetime:
+    """The first instant of ``day`` on the wall clock of ``tz`` (Vietnam unless told), as an aware datetime.
+
+    A calendar day of the standard (a visit day, a claim day, QĐ 31's legal start) is a local day: its bounds
+    are ``local_midnight(day)`` and ``local_midnight(day + timedelta(days=1))``."""
+    return datetime.combine(day, time(0, 0), tzinfo=tz)
 
 
 def compact_moment(text: str) -> datetime:

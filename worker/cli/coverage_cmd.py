@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from schemas.domain.values import VIETNAM_TZ
+from schemas.domain.values import VIETNAM_TZ, local_midnight
 from worker.bootstrap import build_pipeline
 from worker.cli.context import CliError, console, settings
 from worker.ledger import migrate
@@ -37,10 +37,6 @@ def _today() -> date:
     return datetime.now(VIETNAM_TZ).date()
 
 
-def _legal_start(ctx: typer.Context) -> date:
-    return date.fromisoformat(settings(ctx).deadlines.legal_start)
-
-
 @coverage_group.callback()
 def coverage(
     ctx: typer.Context,
@@ -63,7 +59,7 @@ def coverage(
     pipeline = build_pipeline(cfg)
     if not migrate.is_up_to_date(pipeline.engine):
         raise CliError("the ledger schema is not up to date: run `vneid-sync db upgrade`", exit_code=2)
-    start = since.date() if since else _legal_start(ctx)
+    start = since.date() if since else cfg.deadlines.legal_start
     end = (until.date() if until else _today()) + timedelta(days=1)
     report = compute(pipeline.source(), pipeline.engine, facility_code=cfg.payload.facility_code, start=start,
                      end=end, group_by=by, calendar=DeadlineCalendar(cfg.deadlines), now=datetime.now(UTC))  # fmt: skip
@@ -137,7 +133,7 @@ def backfill_command(
     pipeline = build_pipeline(cfg)
     if not migrate.is_up_to_date(pipeline.engine):
         raise CliError("the ledger schema is not up to date: run `vneid-sync db upgrade`", exit_code=2)
-    start = since.date() if since else _legal_start(ctx)
+    start = since.date() if since else cfg.deadlines.legal_start
     end = (until.date() if until else _today()) + timedelta(days=1)
     first = backfill_service.resume_day(pipeline, start) if not dry_run else start
     total_days = max((end - first).days, 0)
@@ -175,8 +171,9 @@ def backfill_command(
             )
     left = 0
     if process_here and not dry_run:
-        left = backfill_service.finish_here(pipeline, backfill_service.local_midnight(start),
-                                            backfill_service.local_midnight(end), owner="backfill", wait_s=wait)  # fmt: skip
+        left = backfill_service.finish_here(
+            pipeline, local_midnight(start), local_midnight(end), owner="backfill", wait_s=wait
+        )
     pipeline.close()
     if not quiet:
         verb = "would register" if dry_run else "registered"

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from schemas.domain.values import VIETNAM_TZ
+from schemas.domain.values import local_midnight
 from worker.ledger import repository as repo
 from worker.ledger.db import as_utc, utcnow
 from worker.ledger.schema import encounters, versions
@@ -39,10 +39,6 @@ class DayDone:
     hidden: int
     #: Active versions of the day registered before this run, due and not leased: handed over with ``opened``.
     pending: list[int] = field(default_factory=list)
-
-
-def local_midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=VIETNAM_TZ)
 
 
 def resume_day(pipeline: Pipeline, since: date) -> date:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from schemas.domain import derive_ma_lk, derive_ma_lks
-from schemas.domain.values import VIETNAM_TZ
+from schemas.domain.values import local_midnight
 from schemas.ports import CompletedKeyLister, EncounterRef, EncounterSource
 from worker.ledger.db import as_utc, is_postgresql
 from worker.ledger.schema import encounters, versions
@@ -121,10 +121,6 @@ def _days(start: date, end: date) -> Iterator[date]:
     while day < end:
         yield day
         day += timedelta(days=1)
-
-
-def _local_midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=VIETNAM_TZ)
 
 
 #: Joins the MA_LKs of a day into one string: a day's accepted encounters cross the wire as one value, not
@@ -455,7 +451,7 @@ def _compare_day(
     calendar: DeadlineCalendar,
     now: datetime,
 ) -> _DayComparison:
-    lo, hi = _local_midnight(day), _local_midnight(day + timedelta(days=1))
+    lo, hi = local_midnight(day), local_midnight(day + timedelta(days=1))
     # The HIS first, read to the end before the ledger transaction opens: an encounter completed while
     # the report runs is then found registered rather than reported missing. A report by day needs no HIS
     # bucket: the keys alone, when the source can list them so.

@@ -132,7 +132,7 @@ def test_backfill_walks_from_the_legal_start_quietly_then_reports_coverage() -> 
     assert parsed.params["quiet"] is True
     from worker.config import DeadlineSettings
 
-    assert str(parsed.params["since"])[:10] == DeadlineSettings().legal_start
+    assert str(parsed.params["since"])[:10] == DeadlineSettings().legal_start.isoformat()
     report = check(coverage, unit)
     assert report.path == ("coverage",)
     assert str(report.params["out"]).startswith("/var/lib/vneid-sync/"), "inside ReadWritePaths"
