@@ -77,7 +77,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "vneid.check_alerts": {"queue": DISCOVERY_QUEUE},
             "vneid.deliver_hubs": {"queue": DISCOVERY_QUEUE},
             "vneid.process_batch": {"queue": SUBMISSION_QUEUE},
-            "vneid.backfill_batch": {"queue": BACKFILL_QUEUE},
             "vneid.purge_evidence": {"queue": DISCOVERY_QUEUE},
             "vneid.publish_audit_anchor": {"queue": DISCOVERY_QUEUE},
         },
