@@ -6,6 +6,7 @@ ledger outage, and a log context bound with the task id. Task bodies only call a
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -89,15 +90,25 @@ class LedgerTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
             structlog.contextvars.clear_contextvars()
 
 
-def enqueue_batches(pipeline: Pipeline, version_ids: list[int]) -> int:
-    """Mark versions enqueued, then send one message per batch (the dispatcher covers a lost send)."""
+def enqueue_batches(
+    pipeline: Pipeline, version_ids: list[int], *, queue: str | None = None, pace_s: float = 0.0
+) -> int:
+    """Mark versions enqueued, then send one message per batch (the dispatcher covers a lost send).
+
+    ``queue``: where the messages go (default: the task's route, the submission queue). ``pace_s``: seconds
+    to wait per version sent, so a long backfill hands work over at a steady rate."""
     if not version_ids:
         return 0
     with pipeline.engine.begin() as conn:
         repo.mark_enqueued(conn, version_ids)
     batches = list(discovery.chunked(version_ids, pipeline.settings.delivery.batch_size))
     for batch in batches:
-        process_batch.delay(batch)
+        if queue is None:
+            process_batch.delay(batch)
+        else:
+            process_batch.apply_async((batch,), queue=queue)
+        if pace_s:
+            time.sleep(pace_s * len(batch))
     return len(batches)
 
 

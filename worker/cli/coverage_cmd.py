@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import functools
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -10,14 +10,11 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from schemas.domain.values import VIETNAM_TZ, local_midnight
+from schemas.domain.values import VIETNAM_TZ
 from worker.bootstrap import build_pipeline
 from worker.cli.context import CliError, console, settings
 from worker.ledger import migrate
-from worker.ledger import repository as repo
 from worker.pipeline import backfill as backfill_service
-from worker.pipeline import delivery
-from worker.pipeline.discovery import chunked
 from worker.reporting import render
 from worker.reporting.coverage import GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
@@ -130,59 +127,48 @@ def backfill_command(
 
     Exit 4 when --process-here gives up with versions still active (retries or leases outlast --wait)."""
     cfg = settings(ctx)
+    request = backfill_service.BackfillRequest(
+        since=since.date() if since else cfg.deadlines.legal_start,
+        until=(until.date() if until else _today()) + timedelta(days=1),
+        dry_run=dry_run,
+        process_here=process_here,
+        wait_s=wait,
+    )
     pipeline = build_pipeline(cfg)
-    if not migrate.is_up_to_date(pipeline.engine):
-        raise CliError("the ledger schema is not up to date: run `vneid-sync db upgrade`", exit_code=2)
-    start = since.date() if since else cfg.deadlines.legal_start
-    end = (until.date() if until else _today()) + timedelta(days=1)
-    first = backfill_service.resume_day(pipeline, start) if not dry_run else start
-    total_days = max((end - first).days, 0)
-    totals = {"days": 0, "seen": 0, "opened": 0, "pending": 0, "hidden": 0}
-    pace = 1.0 / rate if rate > 0 else 0.0
-    enqueue = None
+    handover = None
     if not process_here and not dry_run:
-        from worker.tasks import process_batch  # noqa: PLC0415  # only a real backfill talks to the broker
+        # Only a real backfill talks to the broker: Celery is not imported for the other commands.
+        from worker.celery_app import BACKFILL_QUEUE  # noqa: PLC0415  # see above
+        from worker.tasks import enqueue_batches  # noqa: PLC0415  # see above
 
-        enqueue = process_batch
+        pace = 1.0 / rate if rate > 0 else 0.0
+        handover = functools.partial(enqueue_batches, pipeline, queue=BACKFILL_QUEUE, pace_s=pace)
     # Versions already waiting in the broker are the workers' business; --process-here takes any unleased one.
     in_broker = None if process_here else timedelta(seconds=cfg.delivery.stuck_after_s)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[stats]}"), console=console, disable=quiet, transient=False) as bar:  # fmt: skip
-        task = bar.add_task(f"backfill from {first}", total=total_days, stats="")
-        for done in backfill_service.backfill_days(pipeline, since=start, until=end, dry_run=dry_run,
-                                                   waiting_in_broker=in_broker):  # fmt: skip
-            totals["days"] += 1
-            totals["seen"] += done.seen
-            totals["opened"] += len(done.opened)
-            totals["pending"] += len(done.pending)
-            totals["hidden"] += done.hidden
-            for batch in chunked([*done.opened, *done.pending], cfg.delivery.batch_size):
-                if process_here:
-                    delivery.process_versions(pipeline, batch, owner="backfill")
-                elif enqueue is not None:
-                    with pipeline.engine.begin() as conn:
-                        repo.mark_enqueued(conn, batch)
-                    enqueue.apply_async((batch,), queue="backfill")
-                    time.sleep(pace * len(batch))
-            bar.update(
-                task,
-                advance=1,
-                stats=f"seen {totals['seen']} · queued {totals['opened'] + totals['pending']}",
+        task = bar.add_task("backfill", total=None, stats="")
+
+        def start(first: date, days: int) -> None:
+            bar.update(task, description=f"backfill from {first}", total=days)
+
+        def show(_done: backfill_service.DayDone, totals: backfill_service.BackfillTotals) -> None:
+            bar.update(task, advance=1, stats=f"seen {totals.seen} · queued {totals.opened + totals.pending}")
+
+        try:
+            totals = backfill_service.run_backfill(
+                pipeline, request, handover=handover, waiting_in_broker=in_broker, on_start=start, on_day=show
             )
-    left = 0
-    if process_here and not dry_run:
-        left = backfill_service.finish_here(
-            pipeline, local_midnight(start), local_midnight(end), owner="backfill", wait_s=wait
-        )
-    pipeline.close()
+        except backfill_service.LedgerNotMigratedError as exc:
+            raise CliError(f"{exc}: run `vneid-sync db upgrade`", exit_code=2) from exc
     if not quiet:
         verb = "would register" if dry_run else "registered"
-        console.print(f"backfill {verb}: {totals['days']} day(s), {totals['seen']} completed encounter(s), "
-                      f"{totals['opened']} version(s) opened, {totals['pending']} earlier version(s) handed over, "
-                      f"{totals['hidden']} hidden")  # fmt: skip
-    if left:
-        console.print(f"{left} version(s) still active after waiting {wait:.0f} s: run the workers, or run the "
-                      "backfill again")  # fmt: skip
+        console.print(f"backfill {verb}: {totals.days} day(s), {totals.seen} completed encounter(s), "
+                      f"{totals.opened} version(s) opened, {totals.pending} earlier version(s) handed over, "
+                      f"{totals.hidden} hidden")  # fmt: skip
+    if totals.left:
+        console.print(f"{totals.left} version(s) still active after waiting {wait:.0f} s: run the workers, or "
+                      "run the backfill again")  # fmt: skip
         raise typer.Exit(EXIT_INCOMPLETE)
 
 

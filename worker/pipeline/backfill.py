@@ -16,19 +16,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-import sqlalchemy as sa
-
 from schemas.domain.values import local_midnight
+from worker.ledger import migrate, ranges
 from worker.ledger import repository as repo
-from worker.ledger.db import as_utc, utcnow
-from worker.ledger.schema import encounters, versions
-from worker.ledger.states import ACTIVE
+from worker.ledger.db import utcnow
 from worker.pipeline import delivery
 from worker.pipeline.context import Pipeline
 from worker.pipeline.discovery import chunked, sweep
 
 CHECKPOINT = "backfill"
-_ACTIVE = [state.value for state in ACTIVE]
+#: Who the ledger says leased the versions a backfill delivers in its own process.
+OWNER = "backfill"
+#: Hands a list of version ids over to the workers (marking them enqueued); the wiring supplies it.
+Handover = Callable[[list[int]], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +57,6 @@ def days_between(start: date, until: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def _range_filter(start: datetime, end: datetime) -> list[sa.ColumnElement[bool]]:
-    return [
-        encounters.c.completed_at >= as_utc(start),
-        encounters.c.completed_at < as_utc(end),
-        versions.c.state.in_(_ACTIVE),
-    ]
-
-
 def pending_version_ids(
     pipeline: Pipeline,
     start: datetime,
@@ -75,25 +67,10 @@ def pending_version_ids(
 ) -> list[int]:
     """Active versions of the encounters completed in [start, end) that are due and not leased. With
     ``waiting_in_broker``, versions enqueued less than that long ago are left to the message already sent."""
-    now = utcnow()
-    conditions = [
-        *_range_filter(start, end),
-        sa.or_(versions.c.next_attempt_at.is_(None), versions.c.next_attempt_at <= now),
-        sa.or_(versions.c.lease_until.is_(None), versions.c.lease_until < now),
-    ]
-    if waiting_in_broker is not None:
-        conditions.append(
-            sa.or_(versions.c.enqueued_at.is_(None), versions.c.enqueued_at < now - waiting_in_broker)
-        )
-    query = (
-        sa.select(versions.c.id)
-        .join(encounters, encounters.c.ma_lk == versions.c.ma_lk)
-        .where(*conditions)
-        .order_by(versions.c.id)
-        .limit(limit)
-    )
     with pipeline.engine.connect() as conn:
-        return [row.id for row in conn.execute(query)]
+        return ranges.pending_version_ids(
+            conn, start, end, now=utcnow(), waiting_in_broker=waiting_in_broker, limit=limit
+        )
 
 
 def backfill_days(
@@ -134,18 +111,10 @@ def backfill_days(
 def _outstanding(pipeline: Pipeline, start: datetime, end: datetime) -> tuple[int, datetime | None]:
     """How many versions of the range are still active, and the earliest time one of them can be worked on:
     the later of its retry time and the end of the lease a (possibly dead) process holds on it."""
-    query = (
-        sa.select(versions.c.lease_until, versions.c.next_attempt_at)
-        .select_from(versions.join(encounters, encounters.c.ma_lk == versions.c.ma_lk))
-        .where(*_range_filter(start, end))
-    )
     now = utcnow()
     with pipeline.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    due = []
-    for lease_until, next_attempt_at in rows:
-        times = [t for t in (as_utc(lease_until), as_utc(next_attempt_at)) if t is not None]
-        due.append(max([now, *times]))
+        rows = ranges.outstanding(conn, start, end)
+    due = [max([now, *(t for t in (row.lease_until, row.next_attempt_at) if t is not None)]) for row in rows]
     return len(rows), min(due, default=None)
 
 
@@ -175,3 +144,90 @@ def finish_here(
         if time.monotonic() + pause > deadline:
             return left
         sleep(pause)
+
+
+class LedgerNotMigratedError(RuntimeError):
+    """The ledger schema is behind the code: a backfill would write rows the code cannot read back."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    since: date
+    #: The first day not walked (exclusive).
+    until: date
+    dry_run: bool = False
+    #: Build/sign/send in this process instead of handing over to the workers.
+    process_here: bool = False
+    #: ``process_here``: seconds to wait for retries and for the leases of a stopped run.
+    wait_s: float = 900.0
+
+
+@dataclass
+class BackfillTotals:
+    days: int = 0
+    seen: int = 0
+    opened: int = 0
+    pending: int = 0
+    hidden: int = 0
+    #: ``process_here``: versions still active when the wait ran out.
+    left: int = 0
+
+    def add(self, done: DayDone) -> None:
+        self.days += 1
+        self.seen += done.seen
+        self.opened += len(done.opened)
+        self.pending += len(done.pending)
+        self.hidden += done.hidden
+
+
+def first_day(pipeline: Pipeline, request: BackfillRequest) -> date:
+    """The day the run starts at: the resume point of a real run, ``since`` for a dry run."""
+    return request.since if request.dry_run else resume_day(pipeline, request.since)
+
+
+def run_backfill(
+    pipeline: Pipeline,
+    request: BackfillRequest,
+    *,
+    handover: Handover | None,
+    waiting_in_broker: timedelta | None,
+    on_start: Callable[[date, int], None] | None = None,
+    on_day: Callable[[DayDone, BackfillTotals], None] | None = None,
+) -> BackfillTotals:
+    """The whole backfill: register each day, hand its versions over (to ``handover``, or delivered here with
+    ``process_here``), then with ``process_here`` finish what is still active. Owns ``pipeline``: it is closed
+    when the run ends, however it ends. ``on_start`` hears the first day and how many days are to walk."""
+    try:
+        if not migrate.is_up_to_date(pipeline.engine):
+            raise LedgerNotMigratedError("the ledger schema is not up to date")
+        if on_start is not None:
+            first = first_day(pipeline, request)
+            on_start(first, max((request.until - first).days, 0))
+        totals = BackfillTotals()
+        for done in backfill_days(
+            pipeline,
+            since=request.since,
+            until=request.until,
+            dry_run=request.dry_run,
+            waiting_in_broker=waiting_in_broker,
+        ):
+            totals.add(done)
+            _hand_over(pipeline, [*done.opened, *done.pending], request, handover)
+            if on_day is not None:
+                on_day(done, totals)
+        if request.process_here and not request.dry_run:
+            start, end = local_midnight(request.since), local_midnight(request.until)
+            totals.left = finish_here(pipeline, start, end, owner=OWNER, wait_s=request.wait_s)
+        return totals
+    finally:
+        pipeline.close()
+
+
+def _hand_over(
+    pipeline: Pipeline, ids: list[int], request: BackfillRequest, handover: Handover | None
+) -> None:
+    if request.process_here:
+        for batch in chunked(ids, pipeline.settings.delivery.batch_size):
+            delivery.process_versions(pipeline, batch, owner=OWNER)
+    elif handover is not None and ids:
+        handover(ids)
