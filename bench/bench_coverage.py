@@ -51,7 +51,7 @@ from schemas.domain import derive_ma_lk
 from schemas.domain.values import local_midnight
 from schemas.ports import EncounterRef, EncounterSource
 from worker.config import DeadlineSettings, HisSettings
-from worker.ledger import migrate
+from worker.ledger import coverage_reads, migrate
 from worker.ledger.db import create_ledger_engine
 from worker.logging import configure_logging
 from worker.reporting import coverage
@@ -294,10 +294,10 @@ def ledger_per_day(engine: sa.Engine, listed: dict[date, set[str]], first: date 
 
     def read(conn: sa.Connection, day: date) -> int:
         lo, hi = local_midnight(day), local_midnight(day + timedelta(days=1))
-        ledger = coverage.read_ledger_day(conn, lo, hi, listed.get(day, set()), SEND_TARGET)
+        ledger = coverage_reads.read_ledger_day(conn, lo, hi, listed.get(day, set()), SEND_TARGET)
         return len(ledger.accepted) + len(ledger.others)
 
-    return sum(coverage.map_days(engine, (day for day, _, _ in local_days(first)), read))
+    return sum(coverage_reads.map_days(engine, (day for day, _, _ in local_days(first)), read))
 
 
 CALENDAR = DeadlineCalendar(DeadlineSettings())
@@ -366,8 +366,8 @@ def captured_day_queries(engine: sa.Engine, listed: dict[date, set[str]]) -> lis
     sa.event.listen(engine, "before_cursor_execute", capture)
     try:
         day = START + timedelta(days=45)
-        with coverage.ledger_reader(engine) as conn:
-            coverage.read_ledger_day(
+        with coverage_reads.ledger_reader(engine) as conn:
+            coverage_reads.read_ledger_day(
                 conn, local_midnight(day), local_midnight(day + timedelta(days=1)), listed[day], SEND_TARGET
             )
     finally:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker.reporting import coverage
+from worker.ledger import coverage_reads as coverage
 
 DAYS = [date(2026, 3, 1) + timedelta(days=offset) for offset in range(12)]
 

@@ -29,8 +29,9 @@ from schemas.domain.values import VIETNAM_TZ
 from schemas.ports import EncounterRef
 from worker.config import DeadlineSettings
 from worker.ledger import migrate
+from worker.ledger.coverage_reads import LedgerStateError
 from worker.ledger.schema import encounters, metadata, versions
-from worker.reporting.coverage import COLUMNS, CoverageReport, GroupBy, LedgerStateError, compute
+from worker.reporting.coverage import COLUMNS, CoverageReport, GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
 
 FACILITY = "79999"
