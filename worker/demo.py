@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 from schemas.domain.values import VIETNAM_TZ
 from worker.bootstrap import build_pipeline
@@ -37,10 +36,9 @@ from worker.celery_app import (
     queued_messages,
 )
 from worker.config import load_settings
-from worker.ledger import audit, migrate
+from worker.ledger import audit, migrate, queries
 from worker.ledger import repository as repo
-from worker.ledger.schema import encounters, versions
-from worker.ledger.states import ACTIVE, State
+from worker.ledger.states import State
 from worker.pipeline import discovery
 from worker.reporting.coverage import CoverageReport, GroupBy, compute
 from worker.reporting.deadlines import DeadlineCalendar
@@ -286,8 +284,7 @@ class DemoStack:
 
     def active_versions(self) -> int:
         with self.pipeline.engine.connect() as conn:
-            query = sa.select(sa.func.count()).where(versions.c.state.in_([s.value for s in ACTIVE]))
-            return int(conn.execute(query).scalar_one())
+            return queries.active_version_count(conn)
 
     def dispatch_due(self) -> int:
         """The beat's job: hand due work (including what lost messages left behind) to the workers."""
@@ -329,11 +326,7 @@ class DemoStack:
 
     def outcome(self) -> DemoOutcome:
         with self.pipeline.engine.connect() as conn:
-            states: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(encounters.c.state, sa.func.count()).group_by(encounters.c.state)
-                ).all()
-            )
+            states = queries.counts_by_state(conn)
             chain = audit.verify_chain(conn)
         report = compute(
             self.pipeline.source(),

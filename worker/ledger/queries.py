@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from worker.ledger.db import as_utc, utcnow
 from worker.ledger.schema import audit_log, encounters, versions
-from worker.ledger.states import State
+from worker.ledger.states import ACTIVE, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,12 @@ def history(conn: sa.Connection, ma_lk: str) -> History:
 def counts_by_state(conn: sa.Connection) -> dict[str, int]:
     rows = conn.execute(sa.select(encounters.c.state, sa.func.count()).group_by(encounters.c.state))
     return {row[0]: row[1] for row in rows}
+
+
+def active_version_count(conn: sa.Connection) -> int:
+    """Versions the pipeline still has work to do on (``states.ACTIVE``)."""
+    query = sa.select(sa.func.count()).where(versions.c.state.in_([state.value for state in ACTIVE]))
+    return int(conn.execute(query).scalar_one())
 
 
 def oldest_unaccepted(conn: sa.Connection) -> datetime | None:
