@@ -11,6 +11,7 @@ from worker.evidence_keys import load_evidence_keys
 from worker.ledger.db import create_ledger_engine
 from worker.ledger.evidence_crypto import EvidenceKeys
 from worker.logging import get_logger
+from worker.monitoring.worker_metrics import PrometheusDeliveryObserver, record_token_request
 from worker.pipeline.context import Pipeline
 
 log = get_logger(__name__)
@@ -69,7 +70,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
     def gateways() -> dict[str, Gateway]:
         from adapters.gateway.registry import create_gateways  # noqa: PLC0415  # a process loads only the adapters it uses
 
-        return create_gateways(settings.destinations, default_facility_code=settings.payload.facility_code)
+        return create_gateways(
+            settings.destinations,
+            default_facility_code=settings.payload.facility_code,
+            on_token_request=record_token_request,
+        )
 
     def verifier(signed: bytes) -> object:
         from adapters.signers.verification import verify  # noqa: PLC0415  # only when verification is on
@@ -85,4 +90,5 @@ def build_pipeline(settings: Settings) -> Pipeline:
         payload_options=payload_options(settings.payload),
         evidence_keys=evidence_keys(settings),
         verifier=verifier if settings.signer.verify_before_send else None,
+        observer=PrometheusDeliveryObserver(),
     )

@@ -1,7 +1,7 @@
 """The one loader of the evidence key ring, for the processes that seal and open evidence
 (``worker.bootstrap.evidence_keys``, ``create=True``) and for the monitoring that says whether a process
-starting now could (``worker.health.assess_evidence_key``, ``create=False``). Which source wins, the decoding,
-the "exactly one active key" rule and the retired keys are written here once, so the two cannot drift.
+starting now could (``worker.monitoring.evidence_key.assess_evidence_key``, ``create=False``). Which source
+wins, the decoding, the "exactly one active key" rule and the retired keys are written here once, so the two cannot drift.
 
 Where the active key comes from, first match wins:
 

@@ -16,7 +16,6 @@ from celery.signals import worker_init, worker_process_init
 from sqlalchemy.exc import DBAPIError
 
 from schemas.ports import SourceUnavailableError
-from worker import alerts, metrics
 from worker.bootstrap import build_pipeline
 from worker.celery_app import app, queued_messages
 from worker.config import load_settings
@@ -24,6 +23,10 @@ from worker.ledger import evidence_store
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.logging import configure_logging, get_logger
+from worker.monitoring import audit_anchors
+from worker.monitoring.alert_machine import evaluate_and_notify
+from worker.monitoring.notification import notifiers_from_settings
+from worker.monitoring.worker_metrics import start_worker_metrics_server
 from worker.pipeline import delivery, discovery, hubs
 from worker.pipeline.context import Pipeline
 from worker.single_instance import AlreadyRunningError, single_instance
@@ -62,9 +65,7 @@ def _start_metrics_server(**_: Any) -> None:
         return
     settings = load_settings()
     if settings.metrics.worker_port:
-        metrics.start_worker_metrics_server(
-            settings, port=settings.metrics.worker_port, pool=_metrics_pool[0]
-        )
+        start_worker_metrics_server(settings, port=settings.metrics.worker_port, pool=_metrics_pool[0])
 
 
 class LedgerTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
@@ -184,10 +185,10 @@ def dispatch_due(self: LedgerTask) -> dict[str, int]:
 def check_alerts(self: LedgerTask) -> dict[str, int]:
     """Fire or clear alert conditions (once per change; state in the ledger)."""
     pipeline = self.pipeline
-    transitions = alerts.evaluate_and_notify(
+    transitions = evaluate_and_notify(
         pipeline.engine,
         pipeline.settings,
-        alerts.notifiers_from_settings(pipeline.settings),
+        notifiers_from_settings(pipeline.settings),
         utcnow(),
         source=pipeline.source(),
     )
@@ -217,7 +218,7 @@ def publish_audit_anchor(self: LedgerTask) -> dict[str, int]:
     """Send the audit chain's head to the ``[audit]`` recipients; nothing when anchors are off. A failed send
     is logged and alerted by the service, never retried here (the next run sends a newer head)."""
     pipeline = self.pipeline
-    delivery = alerts.publish_audit_anchor(pipeline.engine, pipeline.settings, utcnow())
+    delivery = audit_anchors.publish_audit_anchor(pipeline.engine, pipeline.settings, utcnow())
     if delivery is None or delivery.anchor is None:
         return {"event_id": 0, "sent": 0, "failed": 0}
     return {"event_id": delivery.anchor.event_id, "sent": len(delivery.sent), "failed": len(delivery.failed)}

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from worker import health
 from worker.bootstrap import evidence_keys
 from worker.config import Settings, load_settings
 from worker.evidence_keys import (
@@ -20,6 +19,7 @@ from worker.evidence_keys import (
     load_evidence_keys,
 )
 from worker.ledger.evidence_crypto import encode_key, key_id, new_key, write_key_file
+from worker.monitoring import check_result, evidence_key, health
 
 FILE_KEY, SETTING_KEY, ENV_KEY, GENERATED_KEY = new_key(), new_key(), new_key(), new_key()
 RETIRED_IN_FILE, RETIRED_IN_SETTING = new_key(), new_key()
@@ -222,7 +222,7 @@ def test_the_worker_and_the_health_check_load_the_same_ring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     settings = _scenario(name, tmp_path, monkeypatch)
-    report = health.assess_evidence_key(settings)
+    report = evidence_key.assess_evidence_key(settings)
     ring = evidence_keys(settings)  # the worker's wiring
     assert report.loaded, report.summary()
     assert report.detail.startswith(f"key {ring.active_id}")
@@ -235,7 +235,7 @@ def test_health_never_creates_nor_changes_a_key_file(tmp_path: Path, sqlite_ledg
     path = generated_file(tmp_path)
     for _ in range(2):
         result = health.check_evidence_key(settings, engine=sqlite_ledger)
-        assert result.status is health.Status.WARN
+        assert result.status is check_result.Status.WARN
         assert result.detail.startswith("not created yet: the first worker creates it")
     assert not path.parent.exists(), "neither the key file nor its directory"
 
@@ -243,7 +243,7 @@ def test_health_never_creates_nor_changes_a_key_file(tmp_path: Path, sqlite_ledg
     path.write_text(path.read_text(encoding="ascii") + encode_key(new_key()) + "\n", encoding="ascii")
     before = (path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_mode)
     broken = health.check_evidence_key(settings, engine=sqlite_ledger)
-    assert broken.status is health.Status.FAIL
+    assert broken.status is check_result.Status.FAIL
     assert f"{path} holds 2 keys" in broken.detail
     assert (path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_mode) == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["evidence.key"], "no scratch file either"

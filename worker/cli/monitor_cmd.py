@@ -1,14 +1,14 @@
 """Monitoring: `metrics` (the ledger exporter), `health` (one line per dependency), `alerts check`.
 
-The monitoring modules are imported inside the commands: ``worker.metrics`` must be importable, and
-``prometheus_client`` not yet imported, when a worker turns on multiprocess metrics before forking.
+The monitoring modules are imported inside the commands, for start-up time: they bring kombu, redis, alembic
+and the signer adapters (about half a second), which every other command and ``--help`` would pay too.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -38,7 +38,7 @@ def metrics_command(
 ) -> None:
     """Serve ledger metrics (backlog, coverage, stopped destinations, certificate, attempts) for Prometheus.
     Runs until stopped (SIGTERM/Ctrl-C)."""
-    from worker.metrics import serve_ledger_metrics  # noqa: PLC0415  # see the module docstring
+    from worker.monitoring.ledger_metrics import serve_ledger_metrics  # noqa: PLC0415  # see the module docstring
 
     cfg = settings(ctx)
     engine = _migrated_ledger(cfg)
@@ -73,16 +73,15 @@ def health_command(
 ) -> None:
     """Check the HIS, ledger, broker, gateway token, certificate, evidence key and clock: one line each.
     Exit 0 all OK, 2 any FAIL, 1 a WARN with --strict."""
-    from datetime import timedelta  # noqa: PLC0415  # keeps the command list fast to import
-
-    from worker import health  # noqa: PLC0415  # see the module docstring
+    from worker.monitoring import health  # noqa: PLC0415  # see the module docstring
+    from worker.monitoring.check_result import Status, exit_code  # noqa: PLC0415  # idem
 
     cfg = settings(ctx)
     try:
         results = health.run_checks(cfg, skip=skip or (), max_skew=timedelta(seconds=max_skew_s))
     except ValueError as exc:
         raise CliError(str(exc), exit_code=2) from None
-    styles = {health.Status.OK: "green", health.Status.WARN: "yellow", health.Status.FAIL: "red"}
+    styles = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "red"}
     for result in results:
         console.print(
             f"[{styles[result.status]}]{result.status.value:<4}[/]  {result.name:<22} {result.detail}",
@@ -90,7 +89,7 @@ def health_command(
             markup=True,
             soft_wrap=True,
         )
-    code = health.exit_code(results, strict=strict)
+    code = exit_code(results, strict=strict)
     if code:
         raise typer.Exit(code)
 
@@ -103,7 +102,10 @@ def alerts_check(
     ] = True,
 ) -> None:
     """Evaluate every alert condition once and notify what started or cleared. Exit 1 while any is firing."""
-    from worker import alerts, health  # noqa: PLC0415  # see the module docstring
+    from worker.monitoring import health  # noqa: PLC0415  # see the module docstring
+    from worker.monitoring.alert_machine import evaluate_and_notify, firing_conditions  # noqa: PLC0415  # idem
+    from worker.monitoring.errors import describe_error  # noqa: PLC0415  # idem
+    from worker.monitoring.notification import notifiers_from_settings  # noqa: PLC0415  # idem
 
     cfg = settings(ctx)
     engine = _migrated_ledger(cfg)
@@ -112,14 +114,12 @@ def alerts_check(
         try:
             source = health.create_his_source(cfg)
         except Exception as exc:  # the other conditions are still worth checking
-            console.print(
-                f"coverage not checked: HIS unavailable ({health.describe_error(exc)})", highlight=False
-            )
+            console.print(f"coverage not checked: HIS unavailable ({describe_error(exc)})", highlight=False)
     try:
-        transitions = alerts.evaluate_and_notify(
-            engine, cfg, alerts.notifiers_from_settings(cfg), datetime.now(UTC), source=source
+        transitions = evaluate_and_notify(
+            engine, cfg, notifiers_from_settings(cfg), datetime.now(UTC), source=source
         )
-        firing = alerts.firing_conditions(engine)
+        firing = firing_conditions(engine)
     finally:
         if source is not None:
             source.close()

@@ -15,13 +15,13 @@ from rich.table import Table
 
 from adapters.signers.revocation.at_use import held_at_use
 from schemas.ports import EncounterRef
-from worker import metrics
 from worker.bootstrap import build_pipeline, ledger_engine
 from worker.cli.context import CliError, console, err_console, settings
 from worker.ledger import audit, migrate, queries
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
 from worker.ledger.states import State
+from worker.monitoring.worker_metrics import enable_multiprocess
 from worker.pipeline import delivery, discovery
 
 db_group = typer.Typer(help="Ledger database schema (Alembic).", no_args_is_help=True)
@@ -84,9 +84,7 @@ def worker_command(
     node = hostname or "worker"
     if cfg.metrics.enabled and cfg.metrics.worker_port and pool == "prefork":
         # Before Celery forks its pool: children write their samples where the main process serves them.
-        metrics.enable_multiprocess(
-            cfg.data_dir / "prometheus" / node.replace("%h", "host").replace("@", "_")
-        )
+        enable_multiprocess(cfg.data_dir / "prometheus" / node.replace("%h", "host").replace("@", "_"))
     from worker.celery_app import app  # noqa: PLC0415  # importing tasks wires Celery; only daemons need it
     from worker.tasks import serve_worker_metrics_on_start  # noqa: PLC0415  # see above
 

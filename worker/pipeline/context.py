@@ -11,6 +11,7 @@ from schemas import PayloadOptions
 from schemas.ports import EncounterSource, Gateway, Signer
 from worker.config import Settings
 from worker.ledger.evidence_crypto import EvidenceKeys
+from worker.pipeline.observer import DeliveryObserver, NoDeliveryObserver
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Pipeline:
     evidence_keys: EvidenceKeys
     #: Optional check of each signed file before it is kept (DOMAIN.md §10.3 step 4); raises when it fails.
     verifier: Callable[[bytes], object] | None = None
+    #: Told about every gateway submission (the worker's metrics); nobody by default.
+    observer: DeliveryObserver = field(default_factory=NoDeliveryObserver)
     _source: EncounterSource | None = field(default=None, init=False, repr=False)
     _signer: Signer | None = field(default=None, init=False, repr=False)
     _gateways: dict[str, Gateway] | None = field(default=None, init=False, repr=False)

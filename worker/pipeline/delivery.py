@@ -30,7 +30,6 @@ from schemas.ports import (
     RevocationAwareSigner,
     SourceDataError,
 )
-from worker import metrics
 from worker.ledger import repository as repo
 from worker.ledger.db import utcnow
 from worker.ledger.repository import WorkItem
@@ -270,9 +269,7 @@ def _send(
             return None
         with structlog.contextvars.bound_contextvars(ma_lk=item.ma_lk, version_id=item.version_id):
             receipt = gateway.submit(signed[item.version_id], DocumentKind.CLAIM)
-        metrics.record_attempt(
-            destination, receipt.outcome.value, receipt.ma_ket_qua, receipt.elapsed_ms / 1000
-        )
+        pipeline.observer.submitted(destination, receipt)
         if policy.stops_destination(receipt):
             halted.set()
         return receipt

@@ -63,6 +63,11 @@ class _SubmitState:
     relogin_used: bool = False
 
 
+#: Told about every token call: ``(destination, result, maKetQua)``, ``result`` being ``ok`` or the failure's
+#: outcome (``config``, ``transient`` …). Plain values only: the worker's metrics are wired in from above.
+TokenRequestCallback = Callable[[str, str, str | None], None]
+
+
 class BhxhGateway:
     """``schemas.ports.Gateway`` for a destination speaking the BHXH API (BHXH itself or a compatible hub)."""
 
@@ -73,6 +78,7 @@ class BhxhGateway:
         token_cache: TokenCache | None = None,
         rate_limiter: TokenBucket | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_token_request: TokenRequestCallback | None = None,
     ) -> None:
         self.name = config.name
         self._config = config
@@ -82,6 +88,7 @@ class BhxhGateway:
         self._token_key: TokenKey = (config.name, config.username)
         self._rate = rate_limiter or TokenBucket(config.rate_per_s)
         self._sleep = sleep
+        self._on_token_request = on_token_request
         self._password_md5 = protocol.password_md5(config.password.get_secret_value())
         self._http = GatewayHttp(
             config.base_url,
@@ -195,6 +202,7 @@ class BhxhGateway:
                 failure.cause, body_sent=False
             )  # a token call is safe to repeat
             log.warning("gateway.token.transport_error", destination=self.name, error=error)
+            self._token_requested(outcome.value, None)
             raise TokenUnavailableError(Classified(outcome=outcome, error=error)) from None
         answer = classify_token_response(response.status, response.content, now=utc_now())
         log.info(
@@ -206,9 +214,15 @@ class BhxhGateway:
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
         )
         if answer.failure is not None:
+            self._token_requested(answer.failure.outcome.value, answer.failure.ma_ket_qua)
             raise TokenUnavailableError(answer.failure)
         assert answer.grant is not None
+        self._token_requested("ok", protocol.RESULT_OK)
         return answer.grant
+
+    def _token_requested(self, result: str, ma_ket_qua: str | None) -> None:
+        if self._on_token_request is not None:
+            self._on_token_request(self.name, result, ma_ket_qua)
 
     def _post_file(self, token: AccessToken, file_base64: str, kind: DocumentKind) -> Classified:
         is_checkin = kind is DocumentKind.CHECKIN

@@ -20,8 +20,8 @@ from tests.unit.monitoring.test_audit_anchor_stale import (
     run_stale_scenario,
     scenario,
 )
-from worker import health
 from worker.ledger import repository as repo
+from worker.monitoring import anchor_age
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_racing_checks_note_the_due_time_once_and_fire_once(
                 thread.join(timeout=60)
             if at == 0:
                 with pg_ledger.connect() as conn:
-                    _, record = repo.read_checkpoint(conn, health.ANCHOR_CHECKPOINT)
+                    _, record = repo.read_checkpoint(conn, anchor_age.ANCHOR_CHECKPOINT)
                 assert record is not None
                 assert set(record) == {"watched_since"}
                 assert record["watched_since"] in {hours(i / 100).isoformat() for i in range(4)}

@@ -6,9 +6,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker import health
 from worker.config import load_settings
-from worker.health import Status
+from worker.ledger import monitoring as ledger
+from worker.ledger.monitoring import Autovacuum
+from worker.monitoring import health
+from worker.monitoring.check_result import Status
 
 
 def test_reads_the_server_setting_and_the_tables_that_opted_out(pg_url: str, pg_ledger: Engine) -> None:
@@ -17,12 +19,14 @@ def test_reads_the_server_setting_and_the_tables_that_opted_out(pg_url: str, pg_
         conn.execute(sa.text("ALTER TABLE versions SET (autovacuum_enabled = false)"))
         conn.commit()
         try:
-            assert health.read_autovacuum(conn) == (expected_server, ["versions"])
+            assert ledger.autovacuum_settings(conn, health.HOT_TABLES) == Autovacuum(
+                expected_server, ["versions"]
+            )
             result = health.check_ledger_maintenance(load_settings(ledger={"database_url": pg_url}))
         finally:
             conn.execute(sa.text("ALTER TABLE versions RESET (autovacuum_enabled)"))
             conn.commit()
-        assert health.read_autovacuum(conn) == (expected_server, [])
+        assert ledger.autovacuum_settings(conn, health.HOT_TABLES) == Autovacuum(expected_server, [])
     assert result is not None
     assert result.status is Status.WARN
     assert ("off on the server" if expected_server != "on" else "disabled on versions") in result.detail

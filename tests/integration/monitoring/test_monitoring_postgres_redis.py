@@ -14,12 +14,14 @@ from adapters.signers.testpki import generate_ca, issue_signing_certificate
 from tests.unit.monitoring.support import visit_in_state, webhook_receiver
 from tests.unit.monitoring.test_alerts import NOW, alert_settings, local
 from tests.unit.monitoring.test_ledger_metrics import monitoring_settings, run_collector_scenario
-from worker import alerts, health
 from worker.config import SignerSettings, load_settings
-from worker.health import CertificateWatch, Status
 from worker.ledger import repository as repo
 from worker.ledger.states import State
-from worker.metrics import ledger_registry, serve
+from worker.monitoring import alert_machine, health, notification
+from worker.monitoring.certificate import CertificateWatch
+from worker.monitoring.check_result import Status
+from worker.monitoring.exposition import serve
+from worker.monitoring.ledger_metrics import ledger_registry
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_concurrent_alert_checks_notify_once(pg_ledger: Engine, certificate: x50
         def check() -> None:
             try:
                 barrier.wait(timeout=10)
-                alerts.evaluate_and_notify(pg_ledger, cfg, alerts.notifiers_from_settings(cfg), NOW,
+                alert_machine.evaluate_and_notify(pg_ledger, cfg, notification.notifiers_from_settings(cfg), NOW,
                                            certificate_reader=lambda: certificate)  # fmt: skip
             except BaseException as exc:  # collected and re-raised below
                 errors.append(exc)

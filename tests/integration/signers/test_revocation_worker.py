@@ -14,8 +14,8 @@ from cryptography import x509
 from adapters.signers.revocation import CertificateRevokedError, CertificateStatusUnknownError
 from tests.integration.signers.worker_support import MakeWorker
 from tests.unit.signers.revocation_support import OCSP_PATH, CaServices, key_naming
-from worker import alerts
 from worker.ledger.states import State
+from worker.monitoring import alert_machine
 
 
 def test_revoked_certificate_signs_and_sends_nothing_and_raises_the_alert(
@@ -30,7 +30,7 @@ def test_revoked_certificate_signs_and_sends_nothing_and_raises_the_alert(
     assert worker.kept_files() == 0
     assert worker.states() == {State.BUILT}  # built, never signed: picked up again once the key is replaced
 
-    transitions = alerts.evaluate_and_notify(
+    transitions = alert_machine.evaluate_and_notify(
         worker.pipeline.engine, worker.pipeline.settings, [], datetime.now(UTC) + timedelta(minutes=1)
     )
     certificate_alerts = [

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
@@ -24,12 +25,12 @@ from tests.unit.monitoring.support import (
     visit_in_state,
     webhook_receiver,
 )
-from worker import alerts
 from worker.config import DeadlineSettings, DestinationSettings, Settings, load_settings
 from worker.ledger import queries
 from worker.ledger import repository as repo
 from worker.ledger.schema import alert_state
 from worker.ledger.states import State
+from worker.monitoring import alert_machine, alert_model, conditions, notification
 from worker.reporting.deadlines import DeadlineCalendar
 
 NOW = datetime(2026, 3, 20, 10, 0, tzinfo=VIETNAM_TZ)  # a Friday
@@ -85,20 +86,20 @@ def test_each_condition_fires_once_and_resolves_once(
 
     with webhook_receiver() as receiver:
         cfg = alert_settings(receiver.url)
-        notifiers = alerts.notifiers_from_settings(cfg)
+        notifiers = notification.notifiers_from_settings(cfg)
         expiring = lambda: certificates["expiring"]  # noqa: E731  # a reader returning a fixed certificate
 
-        first = alerts.evaluate_and_notify(engine, cfg, notifiers, NOW, certificate_reader=expiring)
+        first = alert_machine.evaluate_and_notify(engine, cfg, notifiers, NOW, certificate_reader=expiring)
         assert {t.condition for t in first} == FIRED
         assert all(t.firing and t.delivered for t in first)
         second_dead = visit_in_state(engine, "DEAD2", local("2026-03-19"), State.DEAD)  # the numbers change…
         for minutes in (5, 10):  # …but a condition that keeps firing is not notified again
-            later = alerts.evaluate_and_notify(
+            later = alert_machine.evaluate_and_notify(
                 engine, cfg, notifiers, NOW + timedelta(minutes=minutes), certificate_reader=expiring
             )
             assert later == []
         assert sorted(receiver.statuses()) == sorted((condition, "firing") for condition in FIRED)
-        assert {item.condition for item in alerts.firing_conditions(engine)} == FIRED
+        assert {item.condition for item in alert_machine.firing_conditions(engine)} == FIRED
         with engine.connect() as conn:
             stored = conn.execute(
                 sa.select(alert_state.c.detail).where(alert_state.c.condition == "dead_encounters")
@@ -112,7 +113,7 @@ def test_each_condition_fires_once_and_resolves_once(
             repo.resume_destination(conn, "bhxh")
         renewed = lambda: certificates["renewed"]  # noqa: E731  # see above
         for minutes in (15, 20, 25):
-            alerts.evaluate_and_notify(
+            alert_machine.evaluate_and_notify(
                 engine, cfg, notifiers, NOW + timedelta(minutes=minutes), certificate_reader=renewed
             )
 
@@ -121,7 +122,7 @@ def test_each_condition_fires_once_and_resolves_once(
         assert messages.count((condition, "firing")) == 1, condition
         assert messages.count((condition, "resolved")) == 1, condition
     assert len(messages) == 2 * len(FIRED)
-    assert alerts.firing_conditions(engine) == []
+    assert alert_machine.firing_conditions(engine) == []
     assert {m.authorization for m in receiver.messages} == {"Bearer hook-secret"}
 
 
@@ -132,10 +133,10 @@ def test_messages_carry_counts_ids_and_codes_only(
     visit_in_state(sqlite_ledger, "DEAD1", local("2026-03-19"), State.DEAD)
     with webhook_receiver() as receiver:
         cfg = alert_settings(receiver.url)
-        alerts.evaluate_and_notify(
+        alert_machine.evaluate_and_notify(
             sqlite_ledger,
             cfg,
-            alerts.notifiers_from_settings(cfg),
+            notification.notifiers_from_settings(cfg),
             NOW,
             certificate_reader=lambda: certificates["renewed"],
         )
@@ -173,16 +174,18 @@ def test_undelivered_transition_is_retried_next_time(
     reader = lambda: certificates["renewed"]  # noqa: E731  # see above
     with webhook_receiver() as receiver:
         cfg = alert_settings(receiver.url)
-        notifiers = alerts.notifiers_from_settings(cfg)
+        notifiers = notification.notifiers_from_settings(cfg)
         receiver.status = 500  # the receiver is down
-        failed = alerts.evaluate_and_notify(sqlite_ledger, cfg, notifiers, NOW, certificate_reader=reader)
+        failed = alert_machine.evaluate_and_notify(
+            sqlite_ledger, cfg, notifiers, NOW, certificate_reader=reader
+        )
         assert [(t.condition, t.delivered) for t in failed] == [("dead_encounters", False)]
-        assert alerts.firing_conditions(sqlite_ledger) == []  # put back, so the next run tries again
+        assert alert_machine.firing_conditions(sqlite_ledger) == []  # put back, so the next run tries again
         receiver.status = 204
-        retried = alerts.evaluate_and_notify(
+        retried = alert_machine.evaluate_and_notify(
             sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=5), certificate_reader=reader
         )
-        again = alerts.evaluate_and_notify(
+        again = alert_machine.evaluate_and_notify(
             sqlite_ledger, cfg, notifiers, NOW + timedelta(minutes=10), certificate_reader=reader
         )
     assert [(t.condition, t.delivered) for t in retried] == [("dead_encounters", True)]
@@ -192,7 +195,7 @@ def test_undelivered_transition_is_retried_next_time(
 
 def test_certificate_conditions(sqlite_ledger: Engine, certificates: dict[str, x509.Certificate]) -> None:
     cfg = alert_settings()
-    expired = alerts.evaluate_and_notify(
+    expired = alert_machine.evaluate_and_notify(
         sqlite_ledger, cfg, [], NOW, certificate_reader=lambda: certificates["expired"]
     )
     assert {t.condition for t in expired} == {"certificate_expiring", "certificate_invalid"}
@@ -202,12 +205,12 @@ def test_certificate_conditions(sqlite_ledger: Engine, certificates: dict[str, x
 
         raise SignerConfigError("signer.source = 'file' needs signer.key_file")
 
-    broken = alerts.evaluate_and_notify(
+    broken = alert_machine.evaluate_and_notify(
         sqlite_ledger, cfg, [], NOW + timedelta(minutes=5), certificate_reader=unreadable
     )
     # While the certificate cannot be read, nothing is known about its dates: those conditions keep their state.
     assert [(t.condition, t.status) for t in broken] == [("certificate_unreadable", "firing")]
-    assert {f.condition for f in alerts.firing_conditions(sqlite_ledger)} == {
+    assert {f.condition for f in alert_machine.firing_conditions(sqlite_ledger)} == {
         "certificate_expiring",
         "certificate_invalid",
         "certificate_unreadable",
@@ -217,7 +220,7 @@ def test_certificate_conditions(sqlite_ledger: Engine, certificates: dict[str, x
 def test_coverage_counts_visits_never_discovered(sqlite_ledger: Engine, tmp_path: Path) -> None:
     """Against the demo HIS: completed visits past the claim deadline that the ledger has not accepted."""
     from adapters.his.demo.seed import seed_demo_his
-    from worker.health import create_his_source
+    from worker.monitoring.health import create_his_source
 
     his_url = f"sqlite:///{tmp_path / 'his.sqlite3'}"
     seed_demo_his(
@@ -228,13 +231,13 @@ def test_coverage_counts_visits_never_discovered(sqlite_ledger: Engine, tmp_path
     try:
         window = list(source.list_completed(local("2026-03-04", 0), local("2026-03-11", 0)))
         assert window, "the seeded visits must fall in the window"
-        first = alerts.evaluate(sqlite_ledger, cfg, NOW, source=source, certificate_reader=_unused)
+        first = conditions.evaluate(sqlite_ledger, cfg, NOW, source=source, certificate_reader=_unused)
         coverage = next(o for o in first if o.condition == "coverage_incomplete")
         assert coverage.firing
         assert coverage.detail["counts"] == {"completed": len(window), "missing": len(window)}
         for ref in window:  # the worker catches up: every one of them accepted
             visit_in_state(sqlite_ledger, ref.his_key, ref.completed_at, State.ACCEPTED)
-        second = alerts.evaluate(sqlite_ledger, cfg, NOW, source=source, certificate_reader=_unused)
+        second = conditions.evaluate(sqlite_ledger, cfg, NOW, source=source, certificate_reader=_unused)
     finally:
         source.close()
     assert not next(o for o in second if o.condition == "coverage_incomplete").firing
@@ -247,8 +250,8 @@ def _unused() -> x509.Certificate:
 # -------------------------------------------------------------------------------------------- email
 
 
-def _email_transition() -> alerts.Transition:
-    return alerts.Transition(
+def _email_transition() -> alert_model.Transition:
+    return alert_model.Transition(
         "dead_encounters",
         True,
         NOW.astimezone(UTC),
@@ -260,7 +263,7 @@ def _email_transition() -> alerts.Transition:
 def test_email_over_starttls_with_login(tmp_path: Path) -> None:
     tls = localhost_tls(tmp_path)
     with smtp_sink(tls.server) as sink:
-        notifier = alerts.EmailNotifier(
+        notifier = notification.EmailNotifier(
             host=sink.host,
             port=sink.port,
             sender="vneid@bv.example",
@@ -269,7 +272,7 @@ def test_email_over_starttls_with_login(tmp_path: Path) -> None:
             password=_secret("smtp-pw"),
             ssl_context=tls.client,
         )
-        notifier.send(alerts.AlertMessage("79999", _email_transition(), NOW))
+        notifier.send(alert_model.AlertMessage("79999", _email_transition(), NOW))
     [session] = sink.delivered
     assert session.commands[:3] == ["EHLO", "STARTTLS", "EHLO"]
     assert session.auth == ("mailer", "smtp-pw")
@@ -283,7 +286,7 @@ def test_email_over_starttls_with_login(tmp_path: Path) -> None:
 
 def test_email_refuses_login_without_starttls(tmp_path: Path) -> None:
     with smtp_sink(None) as sink:
-        notifier = alerts.EmailNotifier(
+        notifier = notification.EmailNotifier(
             host=sink.host,
             port=sink.port,
             sender="vneid@bv.example",
@@ -291,8 +294,8 @@ def test_email_refuses_login_without_starttls(tmp_path: Path) -> None:
             user="mailer",
             password=_secret("smtp-pw"),
         )
-        with pytest.raises(alerts.NotifierError, match="STARTTLS"):
-            notifier.send(alerts.AlertMessage("79999", _email_transition(), NOW))
+        with pytest.raises(notification.NotifierError, match="STARTTLS"):
+            notifier.send(alert_model.AlertMessage("79999", _email_transition(), NOW))
     assert all(session.auth is None and not session.data for session in sink.sessions)
 
 
@@ -311,10 +314,10 @@ def test_email_through_a_local_relay_without_login(
             },
             evidence=EVIDENCE_SETTINGS,
         )
-        notifiers = alerts.notifiers_from_settings(cfg)
+        notifiers = notification.notifiers_from_settings(cfg)
         assert [n.name for n in notifiers] == ["email"]
         for minutes in (0, 5):
-            alerts.evaluate_and_notify(
+            alert_machine.evaluate_and_notify(
                 sqlite_ledger,
                 cfg,
                 notifiers,
@@ -325,8 +328,8 @@ def test_email_through_a_local_relay_without_login(
     assert "FIRING: dead_encounters" in sink.delivered[0].data.decode()
 
 
-def _secret(value: str) -> alerts.SecretStr:
-    return alerts.SecretStr(value)
+def _secret(value: str) -> SecretStr:
+    return SecretStr(value)
 
 
 def test_both_notifiers_from_settings() -> None:
@@ -338,8 +341,8 @@ def test_both_notifiers_from_settings() -> None:
             "email_to": ["c@d.example"],
         }
     )
-    assert [n.name for n in alerts.notifiers_from_settings(cfg)] == ["webhook", "email"]
-    assert alerts.notifiers_from_settings(load_settings()) == []
+    assert [n.name for n in notification.notifiers_from_settings(cfg)] == ["webhook", "email"]
+    assert notification.notifiers_from_settings(load_settings()) == []
 
 
 # -------------------------------------------------------------------------------------- deadlines
@@ -347,11 +350,13 @@ def test_both_notifiers_from_settings() -> None:
 
 def test_claim_cutoff_counts_working_days_and_holidays(tmp_path: Path) -> None:
     calendar = DeadlineCalendar(DeadlineSettings())
-    assert alerts.claim_cutoff(calendar, NOW) == date(2026, 3, 11)  # 7 working days after 03-10 end on 03-19
+    assert conditions.claim_cutoff(calendar, NOW) == date(
+        2026, 3, 11
+    )  # 7 working days after 03-10 end on 03-19
     holidays = tmp_path / "holidays.txt"
     holidays.write_text("2026-03-12  # a holiday\n")
     with_holiday = DeadlineCalendar(DeadlineSettings(holidays_file=holidays))
-    assert alerts.claim_cutoff(with_holiday, NOW) == date(2026, 3, 10)
+    assert conditions.claim_cutoff(with_holiday, NOW) == date(2026, 3, 10)
 
 
 @settings(max_examples=200, deadline=None)
@@ -365,7 +370,7 @@ def test_claim_cutoff_agrees_with_the_coverage_clocks(now: datetime, back: int) 
     """A visit is before the cutoff exactly when the coverage report calls its claim deadline breached."""
     calendar = DeadlineCalendar(DeadlineSettings())
     completed = now - timedelta(minutes=back)
-    cutoff = datetime.combine(alerts.claim_cutoff(calendar, now), datetime.min.time(), tzinfo=VIETNAM_TZ)
+    cutoff = datetime.combine(conditions.claim_cutoff(calendar, now), datetime.min.time(), tzinfo=VIETNAM_TZ)
     claim_at = calendar.clocks(completed).claim_at
     if abs((now - claim_at).total_seconds()) > 1:  # the deadline's last second is ambiguous by design
         assert (completed < cutoff) == (now > claim_at)

@@ -20,14 +20,23 @@ from typer.testing import CliRunner
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
 from tests.unit.monitoring.support import EVIDENCE_SETTINGS, WebhookReceiver, monitor_cli, webhook_receiver
-from worker import alerts, health
 from worker.config import Settings, SignerSettings, load_settings
-from worker.health import CertificateWatch, Status
 from worker.ledger import audit
 from worker.ledger import repository as repo
 from worker.ledger.audit import AuditEvent
 from worker.ledger.schema import alert_state
-from worker.metrics import ledger_registry
+from worker.monitoring import (
+    alert_machine,
+    anchor_age,
+    audit_anchors,
+    check_result,
+    conditions,
+    health,
+    notification,
+)
+from worker.monitoring.certificate import CertificateWatch
+from worker.monitoring.check_result import Status
+from worker.monitoring.ledger_metrics import ledger_registry
 
 #: The scenarios' clock, a day ahead of the real one: the audit rows get the real time when appended, so they
 #: are always older than T0, however long the suite takes.
@@ -71,17 +80,17 @@ class Scenario:
 
     def check(self, at: datetime) -> list[tuple[str, str]]:
         """One alert evaluation: the transitions it notified, as (condition, status)."""
-        transitions = alerts.evaluate_and_notify(
+        transitions = alert_machine.evaluate_and_notify(
             self.engine,
             self.settings,
-            alerts.notifiers_from_settings(self.settings),
+            notification.notifiers_from_settings(self.settings),
             at,
             certificate_reader=lambda: self.certificate,
         )
         return [(t.condition, t.status) for t in transitions]
 
-    def publish(self, at: datetime) -> alerts.AnchorDelivery | None:
-        return alerts.publish_audit_anchor(self.engine, self.settings, at)
+    def publish(self, at: datetime) -> audit_anchors.AnchorDelivery | None:
+        return audit_anchors.publish_audit_anchor(self.engine, self.settings, at)
 
     def stored_stale_detail(self) -> str | None:
         with self.engine.connect() as conn:
@@ -180,7 +189,7 @@ def test_a_scheduler_that_never_sent_one_is_noticed_a_limit_after_anchors_were_t
     with scenario(sqlite_ledger, certificate) as s:
         assert s.check(hours(1)) == []  # the first check with anchors on: one is due from now
         with sqlite_ledger.connect() as conn:
-            _, record = repo.read_checkpoint(conn, health.ANCHOR_CHECKPOINT)
+            _, record = repo.read_checkpoint(conn, anchor_age.ANCHOR_CHECKPOINT)
         assert record == {"watched_since": hours(1).isoformat()}
         assert s.check(hours(26.9)) == []
         assert s.check(hours(27.1)) == [(STALE, "firing")]
@@ -193,7 +202,7 @@ def test_a_scheduler_that_never_sent_one_is_noticed_a_limit_after_anchors_were_t
 def test_an_empty_chain_has_nothing_to_anchor(sqlite_ledger: Engine, certificate: x509.Certificate) -> None:
     with scenario(sqlite_ledger, certificate) as s:
         assert s.check(hours(0)) == []
-        assert s.publish(hours(24)) == alerts.AnchorDelivery(None)
+        assert s.publish(hours(24)) == audit_anchors.AnchorDelivery(None)
         assert s.check(hours(24 * 30)) == []
     assert s.alerts_hook.messages == []
 
@@ -208,8 +217,10 @@ def test_never_fires_while_anchors_are_off(sqlite_ledger: Engine, certificate: x
             assert s.check(hours(later)) == []
         assert s.publish(hours(1)) is None
         with sqlite_ledger.connect() as conn:
-            assert repo.read_checkpoint(conn, health.ANCHOR_CHECKPOINT) == (None, None), "nothing recorded"
-        observation = alerts.observe_anchor_age(sqlite_ledger, off, hours(24 * 200))
+            assert repo.read_checkpoint(conn, anchor_age.ANCHOR_CHECKPOINT) == (None, None), (
+                "nothing recorded"
+            )
+        observation = conditions.observe_anchor_age(sqlite_ledger, off, hours(24 * 200))
         assert (observation.firing, observation.summary) == (
             False,
             "audit anchors are off ([audit] names no recipient)",
@@ -231,7 +242,7 @@ def test_health_shows_the_age_and_warns_when_stale(
     with scenario(sqlite_ledger, certificate) as s:
         assert health.check_audit_anchor(load_settings(), now=hours(0), engine=sqlite_ledger) is None  # off
         before = health.check_audit_anchor(s.settings, now=hours(0), engine=sqlite_ledger)
-        assert before == health.CheckResult(
+        assert before == check_result.CheckResult(
             "audit anchor",
             Status.OK,
             "no anchor sent yet (nothing to anchor, or the alert checks have not run yet), limit 26 h",
@@ -299,6 +310,6 @@ def test_gauge_reports_the_age_while_anchors_are_on(
         assert registry(s.settings) == 27 * 3600
         assert registry(load_settings(evidence=EVIDENCE_SETTINGS)) is None  # anchors off: no gauge
         with sqlite_ledger.connect() as conn:
-            _, record = repo.read_checkpoint(conn, health.ANCHOR_CHECKPOINT)
+            _, record = repo.read_checkpoint(conn, anchor_age.ANCHOR_CHECKPOINT)
         assert record is not None
         assert record["sent"] == ["webhook"]

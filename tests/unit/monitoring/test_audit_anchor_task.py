@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.unit.monitoring.support import EVIDENCE_SETTINGS, smtp_sink, webhook_receiver
-from worker import alerts, tasks
+from worker import tasks
 from worker.celery_app import celery_config
 from worker.config import load_settings
 from worker.ledger import audit
 from worker.ledger.audit import AuditEvent
+from worker.monitoring import alert_machine, audit_anchors
 
 NOW = datetime(2026, 3, 20, 3, 0, tzinfo=UTC)
 
@@ -106,21 +107,23 @@ def test_a_failed_anchor_is_alerted_once_and_resolved_when_one_gets_through(sqli
         )
         anchors.status = 500  # the receiving system is down
         for hours in (0, 24):
-            delivery = alerts.publish_audit_anchor(sqlite_ledger, cfg, NOW + timedelta(hours=hours))
+            delivery = audit_anchors.publish_audit_anchor(sqlite_ledger, cfg, NOW + timedelta(hours=hours))
             assert delivery is not None
             assert delivery.sent == ()
             assert delivery.failed == ("webhook: HTTP 500",)
         assert alerts_hook.statuses() == [("audit_anchor_unsent", "firing")], "once, not every day"
         assert "webhook: HTTP 500" in alerts_hook.messages[0].body["summary"]
-        assert [f.condition for f in alerts.firing_conditions(sqlite_ledger)] == ["audit_anchor_unsent"]
+        assert [f.condition for f in alert_machine.firing_conditions(sqlite_ledger)] == [
+            "audit_anchor_unsent"
+        ]
 
         anchors.status = 204
-        delivery = alerts.publish_audit_anchor(sqlite_ledger, cfg, NOW + timedelta(hours=48))
+        delivery = audit_anchors.publish_audit_anchor(sqlite_ledger, cfg, NOW + timedelta(hours=48))
         assert delivery is not None
         assert delivery.sent == ("webhook",)
     assert alerts_hook.statuses() == [("audit_anchor_unsent", "firing"), ("audit_anchor_unsent", "resolved")]
     assert len(anchors.messages) == 1
-    assert alerts.firing_conditions(sqlite_ledger) == []
+    assert alert_machine.firing_conditions(sqlite_ledger) == []
 
 
 def test_the_anchor_email_carries_the_line_to_keep(sqlite_ledger: Engine) -> None:
@@ -136,7 +139,7 @@ def test_the_anchor_email_carries_the_line_to_keep(sqlite_ledger: Engine) -> Non
             },
             evidence=EVIDENCE_SETTINGS,
         )
-        delivery = alerts.publish_audit_anchor(sqlite_ledger, cfg, NOW)
+        delivery = audit_anchors.publish_audit_anchor(sqlite_ledger, cfg, NOW)
     assert delivery is not None
     assert delivery.anchor is not None
     assert delivery.sent == ("email",)
@@ -156,7 +159,7 @@ def test_an_anchor_email_without_an_smtp_server_fails_and_alerts(sqlite_ledger: 
             alerts={"webhook_url": alerts_hook.url},
             evidence=EVIDENCE_SETTINGS,
         )
-        delivery = alerts.publish_audit_anchor(sqlite_ledger, cfg, NOW)
+        delivery = audit_anchors.publish_audit_anchor(sqlite_ledger, cfg, NOW)
     assert delivery is not None
     assert delivery.failed == ("email: alerts.smtp_host and alerts.email_from are not set",)
     assert alerts_hook.statuses() == [("audit_anchor_unsent", "firing")]
@@ -165,6 +168,6 @@ def test_an_anchor_email_without_an_smtp_server_fails_and_alerts(sqlite_ledger: 
 def test_an_empty_chain_sends_nothing(sqlite_ledger: Engine) -> None:
     with webhook_receiver() as anchors:
         cfg = load_settings(audit={"anchor_webhook_url": anchors.url}, evidence=EVIDENCE_SETTINGS)
-        delivery = alerts.publish_audit_anchor(sqlite_ledger, cfg, NOW)
-    assert delivery == alerts.AnchorDelivery(None)
+        delivery = audit_anchors.publish_audit_anchor(sqlite_ledger, cfg, NOW)
+    assert delivery == audit_anchors.AnchorDelivery(None)
     assert anchors.messages == []

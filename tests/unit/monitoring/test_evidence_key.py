@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from adapters.signers.testpki import generate_ca, issue_signing_certificate
 from tests.unit.monitoring.support import EVIDENCE_KEY, monitor_cli, visit_in_state, webhook_receiver
-from worker import alerts, health
 from worker.config import Settings, load_settings
-from worker.health import Status
 from worker.ledger.evidence_crypto import encode_key, key_id, new_key, write_key_file
 from worker.ledger.states import State
-from worker.metrics import ledger_registry
+from worker.monitoring import alert_machine, alert_model, health, notification
+from worker.monitoring.check_result import Status
+from worker.monitoring.ledger_metrics import ledger_registry
 
 NOW = datetime.now(UTC)
 
@@ -188,10 +188,10 @@ def test_alert_fires_once_and_resolves_once(
     moved = key_file.with_name("evidence-key.moved")
     with webhook_receiver() as receiver:
         settings = load_settings(data_dir=tmp_path / "data", alerts={"webhook_url": receiver.url})
-        notifiers = alerts.notifiers_from_settings(settings)
+        notifiers = notification.notifiers_from_settings(settings)
 
-        def evaluate(minutes: int) -> list[alerts.Transition]:
-            return alerts.evaluate_and_notify(
+        def evaluate(minutes: int) -> list[alert_model.Transition]:
+            return alert_machine.evaluate_and_notify(
                 engine,
                 settings,
                 notifiers,

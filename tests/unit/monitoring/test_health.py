@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from adapters.gateway.simulator import running_simulator
 from adapters.signers.testpki import create_test_pki
 from tests.unit.monitoring.support import monitor_cli
-from worker import health
 from worker.config import DestinationSettings, Settings, SignerSettings, load_settings
-from worker.health import CheckResult, Status
 from worker.ledger.evidence_crypto import new_key, write_key_file
+from worker.monitoring import check_result, errors, gateway_probe, health
+from worker.monitoring.check_result import CheckResult, Status
 
 
 def closed_port() -> int:
@@ -58,11 +58,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SignerSettings]:
 
 def test_exit_codes() -> None:
     ok, warn, fail = (CheckResult("x", status, "") for status in (Status.OK, Status.WARN, Status.FAIL))
-    assert health.exit_code([ok, ok]) == 0
-    assert health.exit_code([ok, warn]) == 0
-    assert health.exit_code([ok, warn], strict=True) == 1
-    assert health.exit_code([warn, fail], strict=True) == 2
-    assert health.exit_code([fail]) == 2
+    assert check_result.exit_code([ok, ok]) == 0
+    assert check_result.exit_code([ok, warn]) == 0
+    assert check_result.exit_code([ok, warn], strict=True) == 1
+    assert check_result.exit_code([warn, fail], strict=True) == 2
+    assert check_result.exit_code([fail]) == 2
 
 
 def test_error_descriptions_hide_credentials_and_data() -> None:
@@ -70,13 +70,13 @@ def test_error_descriptions_hide_credentials_and_data() -> None:
         "SELECT 1", {}, OSError("could not connect to redis://app:s3cret@10.0.0.5:6379")
     )
     assert (
-        health.describe_error(refused)
+        errors.describe_error(refused)
         == "OperationalError: could not connect to redis://app:***@10.0.0.5:6379"
     )
     # A query error may quote a value read from the HIS: only its type is shown.
     data_error = sa.exc.DataError("SELECT …", {}, ValueError("invalid input: 'NGUYỄN VĂN A'"))
-    assert health.describe_error(data_error) == "DataError"
-    assert health.describe_error(KeyError("HO_TEN=NGUYỄN VĂN A")) == "KeyError"
+    assert errors.describe_error(data_error) == "DataError"
+    assert errors.describe_error(KeyError("HO_TEN=NGUYỄN VĂN A")) == "KeyError"
 
 
 # ------------------------------------------------------------------------------------------- ledger
@@ -198,7 +198,7 @@ def gateway_settings(url: str, password: str = "demo-password") -> Settings:
 
 def test_gateway_token_and_clock_ok_against_the_simulator() -> None:
     with running_simulator() as simulator:
-        results = health.check_gateways(gateway_settings(simulator.url))
+        results = gateway_probe.check_gateways(gateway_settings(simulator.url))
     assert [(r.name, r.status) for r in results] == [
         ("gateway token (bhxh)", Status.OK),
         ("clock skew (bhxh)", Status.OK),
@@ -207,7 +207,9 @@ def test_gateway_token_and_clock_ok_against_the_simulator() -> None:
 
 def test_gateway_token_refused_for_a_wrong_password() -> None:
     with running_simulator() as simulator:
-        token, clock = health.check_gateways(gateway_settings(simulator.url, password="wrong-password"))
+        token, clock = gateway_probe.check_gateways(
+            gateway_settings(simulator.url, password="wrong-password")
+        )
     assert token.status is Status.FAIL
     assert token.detail.startswith("refused: config")
     assert "wrong-password" not in token.detail
@@ -215,7 +217,7 @@ def test_gateway_token_refused_for_a_wrong_password() -> None:
 
 
 def test_gateway_unreachable() -> None:
-    token, clock = health.check_gateways(gateway_settings(f"http://127.0.0.1:{closed_port()}"))
+    token, clock = gateway_probe.check_gateways(gateway_settings(f"http://127.0.0.1:{closed_port()}"))
     assert token.status is Status.FAIL
     assert token.detail.startswith("unreachable: ConnectError")
     assert clock.status is Status.WARN
@@ -258,7 +260,7 @@ def token_server(date_header: str | None) -> Iterator[str]:
 def test_clock_skew_warns_above_the_limit() -> None:
     behind = format_datetime(datetime.now(UTC) - timedelta(minutes=5), usegmt=True)
     with token_server(behind) as url:
-        token, clock = health.check_gateways(gateway_settings(url))
+        token, clock = gateway_probe.check_gateways(gateway_settings(url))
     assert token.status is Status.OK
     assert clock.status is Status.WARN
     assert clock.detail.startswith("-30")  # about -300 s against the gateway's clock
@@ -266,14 +268,14 @@ def test_clock_skew_warns_above_the_limit() -> None:
 
 def test_clock_skew_unknown_without_a_date_header() -> None:
     with token_server(None) as url:
-        _, clock = health.check_gateways(gateway_settings(url))
+        _, clock = gateway_probe.check_gateways(gateway_settings(url))
     assert clock.status is Status.WARN
     assert "no Date header" in clock.detail
 
 
 def test_no_enabled_destination_fails() -> None:
     cfg = load_settings(destinations={"bhxh": DestinationSettings(enabled=False)})
-    assert [r.status for r in health.check_gateways(cfg)] == [Status.FAIL]
+    assert [r.status for r in gateway_probe.check_gateways(cfg)] == [Status.FAIL]
 
 
 def test_unknown_check_name_is_refused() -> None:

@@ -18,11 +18,12 @@ from adapters.signers.testpki import create_test_pki
 from schemas.domain.values import VIETNAM_TZ
 from tests.unit.monitoring.support import add_visit, attempt, read_until, scrape, sign, value, visit_in_state
 from worker.config import DestinationSettings, Settings, SignerSettings, load_settings
-from worker.health import CertificateWatch, load_signing_certificate
 from worker.ledger import repository as repo
 from worker.ledger.db import create_ledger_engine
 from worker.ledger.states import State
-from worker.metrics import MetricsServer, ledger_registry, serve
+from worker.monitoring.certificate import CertificateWatch, load_signing_certificate
+from worker.monitoring.exposition import MetricsServer, serve
+from worker.monitoring.ledger_metrics import ledger_registry
 
 NOW = datetime(2026, 3, 20, 10, 0, tzinfo=VIETNAM_TZ).astimezone(UTC)
 REPO_ROOT = Path(__file__).resolve().parents[3]

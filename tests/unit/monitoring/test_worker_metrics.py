@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from schemas.ports import GatewayReceipt, Outcome
 from tests.unit.monitoring.support import read_until, scrape, value
 from worker.config import load_settings
-from worker.metrics import (
+from worker.monitoring.worker_metrics import (
+    PrometheusDeliveryObserver,
     enable_multiprocess,
-    record_attempt,
     record_token_request,
     start_worker_metrics_server,
 )
@@ -25,7 +26,8 @@ FORKING_WORKER = """
 import multiprocessing, sys
 from pathlib import Path
 from worker.config import load_settings
-from worker.metrics import enable_multiprocess, record_attempt, start_worker_metrics_server
+from schemas.ports import GatewayReceipt, Outcome
+from worker.monitoring.worker_metrics import PrometheusDeliveryObserver, enable_multiprocess, start_worker_metrics_server
 
 multiprocess = sys.argv[2] == "multiprocess"
 if multiprocess:
@@ -33,7 +35,8 @@ if multiprocess:
 server = start_worker_metrics_server(load_settings(metrics={"host": "127.0.0.1", "port": 0}), pool="prefork")
 
 def child(index: int) -> None:  # what a prefork pool process does for each submission
-    record_attempt("bhxh", "accepted", "200", 0.25 * (index + 1))
+    receipt = GatewayReceipt(Outcome.ACCEPTED, 200, "200", None, None, None, "00", 250.0 * (index + 1))
+    PrometheusDeliveryObserver().submitted("bhxh", receipt)
 
 processes = [multiprocessing.get_context("fork").Process(target=child, args=(i,)) for i in range(3)]
 for process in processes:
@@ -87,6 +90,19 @@ def test_without_multiprocess_mode_children_are_invisible(tmp_path: Path) -> Non
     ) not in samples
 
 
+def _receipt(outcome: Outcome, ma_ket_qua: str | None, *, elapsed_ms: float) -> GatewayReceipt:
+    return GatewayReceipt(
+        outcome=outcome,
+        http_status=200,
+        ma_ket_qua=ma_ket_qua,
+        ma_giao_dich=None,
+        thoi_gian_tiep_nhan=None,
+        thong_diep=None,
+        request_sha256="00" * 32,
+        elapsed_ms=elapsed_ms,
+    )
+
+
 def test_in_process_worker_serves_its_attempts_and_tokens() -> None:
     server = start_worker_metrics_server(load_settings(metrics={"host": "127.0.0.1", "port": 0}), pool="solo")
     assert server is not None
@@ -96,8 +112,10 @@ def test_in_process_worker_serves_its_attempts_and_tokens() -> None:
         start = before.get(
             ("vneid_worker_submissions_total", frozenset({**labels, "code": "500"}.items())), 0.0
         )
-        record_attempt("hub", "transient", "500", 1.5)
-        record_attempt("hub", "transient", "<html>oops</html>", 0.1)  # not a code: kept out of the labels
+        observer = PrometheusDeliveryObserver()
+        observer.submitted("hub", _receipt(Outcome.TRANSIENT, "500", elapsed_ms=1500))
+        # not a code: kept out of the labels
+        observer.submitted("hub", _receipt(Outcome.TRANSIENT, "<html>oops</html>", elapsed_ms=100))
         record_token_request("hub", "config", "403")
         after = scrape(server.url)
     finally:

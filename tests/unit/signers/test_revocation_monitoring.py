@@ -15,10 +15,11 @@ from sqlalchemy.engine import Engine
 from adapters.signers.testpki import TestPkiFiles
 from tests.unit.signers.revocation_support import OCSP_PATH, CaServices, Clock, key_naming, serve_ca
 from tests.unit.signers.support import PkiSet, file_settings
-from worker import alerts, health
 from worker.config import Settings, load_settings
-from worker.health import CertificateWatch, Status
-from worker.metrics import ledger_registry
+from worker.monitoring import alert_machine, alert_model, health
+from worker.monitoring.certificate import CertificateWatch
+from worker.monitoring.check_result import Status
+from worker.monitoring.ledger_metrics import ledger_registry
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ def test_certificate_revoked_alert_fires_once_and_clears_on_a_new_certificate(
     settings = settings_for(files, tmp_path / "data")
     now = datetime.now(UTC)
 
-    def evaluate(certificate: x509.Certificate, minutes: int) -> list[alerts.Transition]:
-        return alerts.evaluate_and_notify(
+    def evaluate(certificate: x509.Certificate, minutes: int) -> list[alert_model.Transition]:
+        return alert_machine.evaluate_and_notify(
             sqlite_ledger,
             settings,
             [],
@@ -69,12 +70,12 @@ def test_unknown_status_alerts_only_when_it_stops_signing(
     files = key_naming(ca_services, tmp_path / "pki", reachable=False)
     now = datetime.now(UTC)
     warn = settings_for(files, tmp_path / "warn")
-    quiet = alerts.evaluate_and_notify(
+    quiet = alert_machine.evaluate_and_notify(
         sqlite_ledger, warn, [], now, certificate_reader=lambda: files.hospital.certificate
     )
     assert quiet == []
     require = settings_for(files, tmp_path / "require", revocation="require")
-    [stopped] = alerts.evaluate_and_notify(
+    [stopped] = alert_machine.evaluate_and_notify(
         sqlite_ledger,
         require,
         [],
