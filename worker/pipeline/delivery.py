@@ -89,47 +89,86 @@ def unreadable_issue(exc: SourceDataError) -> dict[str, object]:
     }
 
 
+@dataclass
+class _Builds:
+    """What building a batch made of each item: a payload to sign, a quarantine reason, or nothing in the HIS."""
+
+    built: list[tuple[repo.Built, bytes]] = field(default_factory=list)
+    quarantined: list[repo.Quarantined] = field(default_factory=list)
+    missing: list[WorkItem] = field(default_factory=list)
+
+
 def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: BatchResult) -> dict[int, bytes]:
     """Build, validate and sign; record outcomes in two transactions. Returns version id → signed bytes."""
-    source = pipeline.source()
-    built: list[tuple[repo.Built, bytes]] = []
-    quarantined: list[repo.Quarantined] = []
-    missing: list[WorkItem] = []
-    loaded = source.load_many([item.his_key for item in items])
+    builds = _build(pipeline, items)
+    to_sign = _record_builds(pipeline, builds, result)
+    signed = _sign(pipeline, to_sign)
+    with pipeline.engine.begin() as conn:
+        repo.record_signed_many(
+            conn,
+            signed,
+            cert_serial=format(pipeline.signer.certificate.serial_number, "x"),
+            keys=pipeline.evidence_keys,
+        )
+    return {entry.item.version_id: entry.document for entry in signed}
+
+
+def _build(pipeline: Pipeline, items: Sequence[WorkItem]) -> _Builds:
+    """Load the batch from the HIS at once and build each payload; nothing is recorded yet."""
+    builds = _Builds()
+    loaded = pipeline.source().load_many([item.his_key for item in items])
     for item in items:
         encounter = loaded[item.his_key]
         if isinstance(encounter, SourceDataError):
-            reason = unreadable_issue(encounter)
             digest = f"unreadable:{encounter.section}.{encounter.column}"
-            quarantined.append(repo.Quarantined(item, digest, [reason]))
-            continue
-        if encounter is None:
-            missing.append(item)
-            continue
-        try:
-            payload = build_claim(encounter, pipeline.payload_options)
-        except PayloadValidationError as exc:
-            quarantined.append(repo.Quarantined(item, source_hash(encounter), repo.issues_json(exc.issues)))
-            continue
-        warnings = sorted({str(issue.rule) for issue in payload.warnings})
-        built.append((repo.Built(item, payload.content_hash, payload.tables, warnings), payload.document))
+            builds.quarantined.append(repo.Quarantined(item, digest, [unreadable_issue(encounter)]))
+        elif encounter is None:
+            builds.missing.append(item)
+        else:
+            _build_one(pipeline, item, encounter, builds)
+    return builds
+
+
+def _build_one(pipeline: Pipeline, item: WorkItem, encounter: Encounter, builds: _Builds) -> None:
+    try:
+        payload = build_claim(encounter, pipeline.payload_options)
+    except PayloadValidationError as exc:
+        builds.quarantined.append(
+            repo.Quarantined(item, source_hash(encounter), repo.issues_json(exc.issues))
+        )
+        return
+    warnings = sorted({str(issue.rule) for issue in payload.warnings})
+    builds.built.append((repo.Built(item, payload.content_hash, payload.tables, warnings), payload.document))
+
+
+def _record_builds(pipeline: Pipeline, builds: _Builds, result: BatchResult) -> list[tuple[WorkItem, bytes]]:
+    """Record the batch's builds in one transaction; return the items (with their documents) still to sign:
+    a build the ledger found ``unchanged`` (another version has its content) is not signed again."""
     with pipeline.engine.begin() as conn:
-        repo.record_missing_in_his(conn, missing)
-        repo.record_quarantined_many(conn, quarantined)
-        states = repo.record_built_many(conn, [entry for entry, _ in built])
+        repo.record_missing_in_his(conn, builds.missing)
+        repo.record_quarantined_many(conn, builds.quarantined)
+        states = repo.record_built_many(conn, [entry for entry, _ in builds.built])
     to_sign = [
-        (entry.item, document) for entry, document in built if states[entry.item.version_id] is State.BUILT
+        (entry.item, document)
+        for entry, document in builds.built
+        if states[entry.item.version_id] is State.BUILT
     ]
-    result.unchanged += len(built) - len(to_sign)
-    result.hidden += len(missing)
-    result.quarantined += len(quarantined)
-    for entry in quarantined:
+    result.unchanged += len(builds.built) - len(to_sign)
+    result.hidden += len(builds.missing)
+    result.quarantined += len(builds.quarantined)
+    for entry in builds.quarantined:
         log.warning(
             "encounter quarantined",
             ma_lk=entry.item.ma_lk,
             version_id=entry.item.version_id,
             rules=sorted({str(issue.get("rule")) for issue in entry.issues}),
         )
+    return to_sign
+
+
+def _sign(pipeline: Pipeline, to_sign: Sequence[tuple[WorkItem, bytes]]) -> list[repo.Signed]:
+    """Sign each document, check the signature when a verifier is wired, and note the revocation status
+    (and CA answer) each signature relied on."""
     signed: list[repo.Signed] = []
     answers: dict[str, RevocationAnswer] = {}  # one ledger copy per distinct CA answer in the batch
     for item, document in to_sign:
@@ -139,14 +178,7 @@ def _build_and_sign(pipeline: Pipeline, items: Sequence[WorkItem], result: Batch
         digest = hashlib.sha256(signed_bytes).hexdigest()
         record, answer = _revocation(pipeline, answers)
         signed.append(repo.Signed(item, signed_bytes, digest, revocation=record, revocation_answer=answer))
-    with pipeline.engine.begin() as conn:
-        repo.record_signed_many(
-            conn,
-            signed,
-            cert_serial=format(pipeline.signer.certificate.serial_number, "x"),
-            keys=pipeline.evidence_keys,
-        )
-    return {entry.item.version_id: entry.document for entry in signed}
+    return signed
 
 
 def _revocation(
