@@ -35,6 +35,7 @@ from schemas.domain.values import local_midnight
 from schemas.ports import CompletedKeyLister, EncounterRef, EncounterSource
 from worker.ledger.coverage_reads import (
     SEPARATOR,
+    LedgerDay,
     LedgerRow,
     map_days,
     read_ledger_day,
@@ -238,6 +239,8 @@ def _compare_day(
     calendar: DeadlineCalendar,
     now: datetime,
 ) -> _DayComparison:
+    """One day compared: read the HIS, then the ledger, then count accepted, not accepted, missing and
+    no-longer-listed encounters into the day's buckets and gaps."""
     lo, hi = local_midnight(day), local_midnight(day + timedelta(days=1))
     # The HIS first, read to the end before the ledger transaction opens: an encounter completed while
     # the report runs is then found registered rather than reported missing. A report by day needs no HIS
@@ -247,48 +250,82 @@ def _compare_day(
     listed = his.keys
     ledger = read_ledger_day(conn, lo, hi, listed.keys(), calendar.target_delay)
     result = _DayComparison(day.isoformat())
-
-    def bucket(row: LedgerRow | EncounterRef) -> str:
-        return (
-            result.day_key if by_day else _bucket(group_by, day, row.department, row.visit_type, row.insured)
-        )
-
     clocks = _DayClocks(calendar.target_delay, calendar.claim_at(day), now)
-    listed_accepted = listed.keys() & ledger.accepted
-    if his.listed is None:  # by day: one bucket, counted as a set
+    view = _DayView(day, lo, now, group_by, facility_code, his, ledger, result, clocks)
+    _count_accepted(view)
+    _count_not_accepted(view)
+    _count_missing(view)
+    _count_unlisted(view)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _DayView:
+    """One day's HIS and ledger reads, and the comparison they are counted into."""
+
+    day: date
+    lo: datetime
+    now: datetime
+    group_by: GroupBy
+    facility_code: str
+    his: HisDay
+    ledger: LedgerDay
+    result: _DayComparison
+    clocks: _DayClocks
+
+    def bucket(self, row: LedgerRow | EncounterRef) -> str:
+        if self.group_by is GroupBy.DAY:
+            return self.result.day_key
+        return _bucket(self.group_by, self.day, row.department, row.visit_type, row.insured)
+
+
+def _count_accepted(view: _DayView) -> None:
+    """Listed by the HIS and accepted (and how many of those after the send target)."""
+    listed, result = view.his.keys, view.result
+    listed_accepted = listed.keys() & view.ledger.accepted
+    if view.his.listed is None:  # by day: one bucket, counted as a set
         if listed_accepted:
             result.listed[result.day_key, ACCEPTED] = len(listed_accepted)
     else:  # a listed encounter counts under the bucket the HIS gives it now
-        result.listed.update((bucket(his.listed[ma_lk]), ACCEPTED) for ma_lk in listed_accepted)
-    result.accepted_late = len(listed.keys() & ledger.late)
+        result.listed.update((view.bucket(view.his.listed[ma_lk]), ACCEPTED) for ma_lk in listed_accepted)
+    result.accepted_late = len(listed.keys() & view.ledger.late)
 
-    for ma_lk, row in ledger.others.items():  # registered, listed, not accepted
-        if ma_lk not in listed:
+
+def _count_not_accepted(view: _DayView) -> None:
+    """Registered, listed, not accepted: counted by state, each a gap with its reason."""
+    for ma_lk, row in view.ledger.others.items():
+        if ma_lk not in view.his.keys:
             continue
         state = str(row.state)
-        ref = his.listed[ma_lk] if his.listed is not None else None
+        ref = view.his.listed[ma_lk] if view.his.listed is not None else None
         # Dated by the HIS when it listed the encounter whole, else by the ledger's registration (the same
         # day, the same time but for a change the next discovery has yet to register).
-        completed = ref.completed_at if ref is not None else (as_utc(row.completed_at) or lo)
-        result.listed[bucket(ref or row), PENDING if state in ACTIVE else state] += 1
-        result.gaps.append(clocks.gap(ma_lk, row.his_key, completed, state, _reason(row)))
+        completed = ref.completed_at if ref is not None else (as_utc(row.completed_at) or view.lo)
+        view.result.listed[view.bucket(ref or row), PENDING if state in ACTIVE else state] += 1
+        view.result.gaps.append(view.clocks.gap(ma_lk, row.his_key, completed, state, _reason(row)))
 
-    missing = listed.keys() - ledger.accepted - ledger.others.keys()  # listed, never registered
-    # Described by the HIS; one that stopped being completed since it was listed is left out.
-    for ref in his.refs(sorted(listed[ma_lk] for ma_lk in missing)) if missing else ():
-        result.listed[bucket(ref), MISSING] += 1
-        result.gaps.append(
-            clocks.gap(derive_ma_lk(facility_code, ref.his_key), ref.his_key, ref.completed_at, MISSING,
-                       "never discovered")
-        )  # fmt: skip
 
-    for ma_lk, row in sorted(ledger.unlisted.items()):
-        # In the ledger but no longer listed by the HIS for that day: hidden/deleted, reported not dropped.
-        result.hidden[bucket(row)] += 1
+def _count_missing(view: _DayView) -> None:
+    """Listed by the HIS, never registered: described by the HIS; one that stopped being completed since it
+    was listed is left out."""
+    listed = view.his.keys
+    missing = listed.keys() - view.ledger.accepted - view.ledger.others.keys()
+    for ref in view.his.refs(sorted(listed[ma_lk] for ma_lk in missing)) if missing else ():
+        view.result.listed[view.bucket(ref), MISSING] += 1
+        ma_lk = derive_ma_lk(view.facility_code, ref.his_key)
+        view.result.gaps.append(
+            view.clocks.gap(ma_lk, ref.his_key, ref.completed_at, MISSING, "never discovered")
+        )
+
+
+def _count_unlisted(view: _DayView) -> None:
+    """In the ledger but no longer listed by the HIS for that day: hidden/deleted, reported not dropped."""
+    now = view.now
+    for ma_lk, row in sorted(view.ledger.unlisted.items()):
+        view.result.hidden[view.bucket(row)] += 1
         completed = as_utc(row.completed_at) or now
-        result.gaps.append(
+        view.result.gaps.append(
             Gap(ma_lk=ma_lk, his_key=row.his_key, completed_at=completed, state=State.HIDDEN,
                 reason="no longer completed in the HIS", age_hours=(now - completed).total_seconds() / 3600,
                 target_breached=False, claim_breached=False)
         )  # fmt: skip
-    return result
