@@ -149,6 +149,10 @@ def start_worker_metrics_server(
     except OSError as exc:
         log.warning("metrics.server_not_started", host=settings.metrics.host, port=chosen, error=str(exc))
         return None
-    log.info("metrics.server_started", url=server.url, multiprocess=multiprocess_enabled(),
-             elapsed_ms=round((time.monotonic() - started) * 1000, 1))  # fmt: skip
+    log.info(
+        "metrics.server_started",
+        url=server.url,
+        multiprocess=multiprocess_enabled(),
+        elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+    )
     return server
