@@ -8,7 +8,7 @@ that a generated encounter satisfies the totals identities unless a defect is as
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -162,11 +162,77 @@ def bhyt_card(rng: random.Random) -> str:
     return f"{rng.choice(('DN', 'HT', 'GD', 'TE', 'HN', 'CN'))}{rng.choice('1234')}79{rng.randrange(10**10):010d}"
 
 
-def _lines(
-    rng: random.Random, start: datetime, insured: bool, department: str, days: int
-) -> tuple[tuple[DrugLine, ...], tuple[ServiceLine, ...]]:
-    rate = 100 if insured else 0
-    muc_huong = rng.choice((80, 95, 100)) if insured else 0
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What every part of one encounter is drawn against: who, when, where and which shape of visit."""
+
+    his_key: str
+    kind: Kind
+    facility_code: str
+    start: datetime
+    end: datetime
+    department: str
+    loai_kcb: str  # MA_LOAI_KCB
+    days: int
+    insured: bool
+
+    @property
+    def inpatient(self) -> bool:
+        return self.loai_kcb in ("03", "04")
+
+    @property
+    def referral(self) -> bool:
+        return self.kind is Kind.INPATIENT_REFERRAL
+
+
+# The steps below draw from ``rng`` in a fixed order (the order of the calls in ``make_encounter``, then the
+# order of the arguments inside each step): the same seed must give the same encounters, byte for byte, as the
+# golden files and the seeded demo HIS expect. Reorder nothing that draws.
+
+
+def _visit_shape(rng: random.Random, kind: Kind) -> tuple[str, int]:
+    """MA_LOAI_KCB and the length of stay in days."""
+    # The inpatient length is drawn for every kind (it always was): skipping it would shift the random stream.
+    referral_days = rng.randint(3, 7)
+    return {
+        Kind.OUTPATIENT_EXAM: ("01", 1),
+        Kind.OUTPATIENT_TREATMENT: ("02", 5),
+        Kind.INPATIENT_REFERRAL: ("03", referral_days),
+        Kind.DAY_PATIENT: ("04", 2),
+        Kind.NON_INSURED: ("01", 1),
+        Kind.NEWBORN: ("03", 3),
+        Kind.TB_FOLLOW_UP: ("01", 1),
+    }[kind]
+
+
+def _frame(
+    rng: random.Random, his_key: str, kind: Kind, start: datetime | None, facility_code: str
+) -> _Frame:
+    start = start or datetime(2026, 3, 4, 8, 15, tzinfo=VIETNAM_TZ)
+    department = rng.choice(DEPARTMENTS)
+    loai_kcb, days = _visit_shape(rng, kind)
+    end = start + (timedelta(days=days - 1, hours=6) if days > 1 else timedelta(hours=2, minutes=10))
+    return _Frame(
+        his_key, kind, facility_code, start, end, department, loai_kcb, days, kind is not Kind.NON_INSURED
+    )
+
+
+def _birth(rng: random.Random, frame: _Frame) -> BirthDate:
+    if frame.kind is Kind.NEWBORN:
+        born = frame.start - timedelta(days=2)
+        return BirthDate(born.year, born.month, born.day, 4, 35)  # a newborn needs the full birth time (§7)
+    year = rng.randint(1940, 2020)
+    return BirthDate(year, rng.randint(1, 12), rng.randint(1, 28))
+
+
+def _diagnoses(rng: random.Random, kind: Kind) -> tuple[tuple[str, str], list[str]]:
+    """The main diagnosis (ICD-10 code, text) and the secondary codes."""
+    diagnosis = TB_DIAGNOSIS if kind is Kind.TB_FOLLOW_UP else rng.choice(DIAGNOSES)
+    secondary = rng.sample([code for code, _ in DIAGNOSES if code != diagnosis[0]], rng.randint(0, 2))
+    return diagnosis, secondary
+
+
+def _drug_lines(rng: random.Random, frame: _Frame, rate: int, muc_huong: int) -> tuple[DrugLine, ...]:
     drugs = []
     for _ in range(rng.randint(1, 4)):
         code, name, unit, strength, route, price = rng.choice(DRUGS)
@@ -201,20 +267,24 @@ def _lines(
                 t_bntt=bv - bh,
                 t_bncct=bh - bhtt,
                 t_bhtt=bhtt,
-                ma_khoa=department,
+                ma_khoa=frame.department,
                 ma_bac_si=rng.choice(DOCTORS),
-                ngay_yl=start + timedelta(minutes=30),
-                ngay_th_yl=start + timedelta(minutes=45),
+                ngay_yl=frame.start + timedelta(minutes=30),
+                ngay_th_yl=frame.start + timedelta(minutes=45),
                 ma_pttt=1,
                 nguon_ctra=1,
             )
         )
+    return tuple(drugs)
+
+
+def _service_lines(rng: random.Random, frame: _Frame, rate: int, muc_huong: int) -> tuple[ServiceLine, ...]:
     services = []
     chosen = [SERVICES[0], *rng.sample(SERVICES[1:4], rng.randint(0, 2))]
-    if days > 1:
+    if frame.days > 1:
         chosen.append(SERVICES[4])
     for code, name, group, price in chosen:
-        quantity = Decimal(days if group == 15 else 1)
+        quantity = Decimal(frame.days if group == 15 else 1)
         bv = money(quantity * price)
         bh = money(quantity * price * rate / 100)
         bhtt = money(bh * muc_huong / 100)
@@ -227,7 +297,7 @@ def _lines(
                 pham_vi=1,
                 so_luong=quantity,
                 don_gia_bv=price,
-                don_gia_bh=price if insured else Decimal("0.000"),
+                don_gia_bh=price if frame.insured else Decimal("0.000"),
                 tyle_tt_dv=100,
                 tyle_tt_bh=rate,
                 thanh_tien_bv=bv,
@@ -241,61 +311,32 @@ def _lines(
                 t_bntt=bv - bh,
                 t_bncct=bh - bhtt,
                 t_bhtt=bhtt,
-                ma_khoa=department,
+                ma_khoa=frame.department,
                 ma_bac_si=rng.choice(DOCTORS),
                 nguoi_thuc_hien=rng.choice(DOCTORS) if group in (1, 2) else None,
-                ngay_yl=start + timedelta(minutes=20),
-                ngay_th_yl=start + timedelta(minutes=40) if group in (1, 2) else None,
-                ngay_kq=start + timedelta(hours=2) if group in (1, 2) else None,
+                ngay_yl=frame.start + timedelta(minutes=20),
+                ngay_th_yl=frame.start + timedelta(minutes=40) if group in (1, 2) else None,
+                ngay_kq=frame.start + timedelta(hours=2) if group in (1, 2) else None,
                 ma_pttt=1,
             )
         )
-    return tuple(drugs), tuple(services)
+    return tuple(services)
 
 
-def make_encounter(
-    rng: random.Random,
-    *,
-    his_key: str,
-    kind: Kind = Kind.OUTPATIENT_EXAM,
-    start: datetime | None = None,
-    facility_code: str = "79999",
-    defect: Defect | None = None,
-) -> Encounter:
-    """One consistent completed encounter of the given kind; with ``defect``, one deliberate error."""
-    start = start or datetime(2026, 3, 4, 8, 15, tzinfo=VIETNAM_TZ)
-    insured = kind is not Kind.NON_INSURED
-    department = rng.choice(DEPARTMENTS)
-    loai_kcb, days = {
-        Kind.OUTPATIENT_EXAM: ("01", 1),
-        Kind.OUTPATIENT_TREATMENT: ("02", 5),
-        Kind.INPATIENT_REFERRAL: ("03", rng.randint(3, 7)),
-        Kind.DAY_PATIENT: ("04", 2),
-        Kind.NON_INSURED: ("01", 1),
-        Kind.NEWBORN: ("03", 3),
-        Kind.TB_FOLLOW_UP: ("01", 1),
-    }[kind]
-    inpatient = loai_kcb in ("03", "04")
-    end = start + (timedelta(days=days - 1, hours=6) if days > 1 else timedelta(hours=2, minutes=10))
-    if kind is Kind.NEWBORN:
-        born = start - timedelta(days=2)
-        birth = BirthDate(born.year, born.month, born.day, 4, 35)  # a newborn needs the full birth time (§7)
-    else:
-        year = rng.randint(1940, 2020)
-        birth = BirthDate(year, rng.randint(1, 12), rng.randint(1, 28))
-    diagnosis = TB_DIAGNOSIS if kind is Kind.TB_FOLLOW_UP else rng.choice(DIAGNOSES)
-    secondary = rng.sample([code for code, _ in DIAGNOSES if code != diagnosis[0]], rng.randint(0, 2))
-    drugs, services = _lines(rng, start, insured, department, days)
-    all_lines: tuple[DrugLine | ServiceLine, ...] = (*drugs, *services)
-    bv_total = sum((line.thanh_tien_bv or Decimal(0) for line in all_lines), Decimal("0.00"))
-    bh_total = sum((line.thanh_tien_bh or Decimal(0) for line in all_lines), Decimal("0.00"))
-    bncct = sum((line.t_bncct or Decimal(0) for line in all_lines), Decimal("0.00"))
-    bntt = sum((line.t_bntt or Decimal(0) for line in all_lines), Decimal("0.00"))
-    referral = kind is Kind.INPATIENT_REFERRAL
-    patient = Patient(
-        ma_bn=f"BN{his_key}",
+def _lines(rng: random.Random, frame: _Frame) -> tuple[tuple[DrugLine, ...], tuple[ServiceLine, ...]]:
+    """The cost lines (XML2 drugs, XML3 services), priced per DOMAIN.md §7 at one coverage level."""
+    rate = 100 if frame.insured else 0
+    muc_huong = rng.choice((80, 95, 100)) if frame.insured else 0
+    drugs = _drug_lines(rng, frame, rate, muc_huong)
+    return drugs, _service_lines(rng, frame, rate, muc_huong)
+
+
+def _patient(rng: random.Random, frame: _Frame, birth: BirthDate) -> Patient:
+    insured = frame.insured
+    return Patient(
+        ma_bn=f"BN{frame.his_key}",
         ho_ten=person_name(rng),
-        so_cccd=cccd(rng, birth.year) if kind is not Kind.NEWBORN else None,
+        so_cccd=cccd(rng, birth.year) if frame.kind is not Kind.NEWBORN else None,
         ngay_sinh=birth,
         gioi_tinh=rng.choice((1, 2)),
         ma_quoctich="000",
@@ -306,25 +347,42 @@ def make_encounter(
         maxa_cu_tru=f"{rng.randint(26000, 27999)}",
         dien_thoai=f"09{rng.randrange(10**8):08d}",
         ma_the_bhyt=bhyt_card(rng) if insured else None,
-        ma_dkbd=facility_code if insured else None,
+        ma_dkbd=frame.facility_code if insured else None,
         gt_the_tu="20260101" if insured else None,
         gt_the_den="20261231" if insured else None,
         ma_khuvuc=None,
     )
-    visit = Visit(
+
+
+def _visit(
+    frame: _Frame,
+    birth: BirthDate,
+    diagnoses: tuple[tuple[str, str], list[str]],
+    drugs: tuple[DrugLine, ...],
+    services: tuple[ServiceLine, ...],
+) -> Visit:
+    """The XML1 summary: dates, diagnoses and the totals of the lines (they add up unless a defect says not)."""
+    (main_code, main_text), secondary = diagnoses
+    start, end, insured, referral = frame.start, frame.end, frame.insured, frame.referral
+    all_lines: tuple[DrugLine | ServiceLine, ...] = (*drugs, *services)
+    bv_total = sum((line.thanh_tien_bv or Decimal(0) for line in all_lines), Decimal("0.00"))
+    bh_total = sum((line.thanh_tien_bh or Decimal(0) for line in all_lines), Decimal("0.00"))
+    bncct = sum((line.t_bncct or Decimal(0) for line in all_lines), Decimal("0.00"))
+    bntt = sum((line.t_bntt or Decimal(0) for line in all_lines), Decimal("0.00"))
+    return Visit(
         ly_do_vv="Đau, sốt",
-        ly_do_vnt="Điều trị nội trú" if inpatient else None,
-        chan_doan_vao=diagnosis[1],
-        chan_doan_rv=diagnosis[1],
-        ma_benh_chinh=diagnosis[0],
+        ly_do_vnt="Điều trị nội trú" if frame.inpatient else None,
+        chan_doan_vao=main_text,
+        chan_doan_rv=main_text,
+        ma_benh_chinh=main_code,
         ma_benh_kt=";".join(secondary) or None,
         ma_doituong_kcb="1.1" if insured else NON_INSURED_CATEGORY,
         ma_noi_den="79001" if referral else None,
         ngay_vao=start,
-        ngay_vao_noi_tru=start + timedelta(hours=1) if inpatient else None,
+        ngay_vao_noi_tru=start + timedelta(hours=1) if frame.inpatient else None,
         ngay_ra=end,
-        giay_chuyen_tuyen=f"CT{his_key}" if referral else None,
-        so_ngay_dtri=days if loai_kcb != "01" else 0,
+        giay_chuyen_tuyen=f"CT{frame.his_key}" if referral else None,
+        so_ngay_dtri=frame.days if frame.loai_kcb != "01" else 0,
         pp_dieu_tri="Điều trị nội khoa",
         ket_qua_dtri=2 if referral else 1,
         ma_loai_rv=2 if referral else 1,
@@ -340,18 +398,24 @@ def make_encounter(
         t_bhtt_gdv=Decimal("0.00"),
         nam_qt=end.year,
         thang_qt=end.month,
-        ma_loai_kcb=loai_kcb,
-        ma_khoa=department,
-        ma_cskcb=facility_code,
+        ma_loai_kcb=frame.loai_kcb,
+        ma_khoa=frame.department,
+        ma_cskcb=frame.facility_code,
         # CAN_NANG is required for every visit (S2); derived, not drawn, so the random stream is unchanged.
-        can_nang="3.20" if kind is Kind.NEWBORN else f"{45 + birth.year % 30}.50",
-        ma_hsba=f"HS{his_key}",
+        can_nang="3.20" if frame.kind is Kind.NEWBORN else f"{45 + birth.year % 30}.50",
+        ma_hsba=f"HS{frame.his_key}",
         ma_ttdv="7912345678",
         ngay_tai_kham=(end + timedelta(days=14)).strftime("%Y%m%d")
-        if kind is Kind.OUTPATIENT_TREATMENT
+        if frame.kind is Kind.OUTPATIENT_TREATMENT
         else None,
     )
-    cls_results = tuple(
+
+
+def _cls_results(
+    rng: random.Random, frame: _Frame, services: tuple[ServiceLine, ...]
+) -> tuple[ClsResult, ...]:
+    """XML4: one result per index of each lab service the visit ordered."""
+    return tuple(
         ClsResult(
             ma_dich_vu=code,
             ma_chi_so=index,
@@ -359,106 +423,141 @@ def make_encounter(
             gia_tri=rng.choice(values),
             don_vi_do=unit,
             ket_luan="Bình thường",
-            ngay_kq=start + timedelta(hours=2),
+            ngay_kq=frame.start + timedelta(hours=2),
             ma_bs_doc_kq=rng.choice(DOCTORS),
         )
         for code, index, name, unit, values in CLS_INDEXES
         if any(line.ma_dich_vu == code for line in services)
     )
-    notes = (
-        tuple(
-            ClinicalNote(
-                dien_bien_ls=f"Ngày {day + 1}: bệnh nhân tỉnh, sinh hiệu ổn định",
-                giai_doan_benh="Ổn định",
-                thoi_diem_dbls=start + timedelta(days=day, hours=1),
-                nguoi_thuc_hien=rng.choice(DOCTORS),
-            )
-            for day in range(min(days, 3))
+
+
+def _clinical_notes(rng: random.Random, frame: _Frame) -> tuple[ClinicalNote, ...]:
+    """XML5: a progress note a day (at most three) for the visit types that keep them."""
+    if frame.loai_kcb not in ("02", "03", "04", "05", "06", "08", "09"):
+        return ()
+    return tuple(
+        ClinicalNote(
+            dien_bien_ls=f"Ngày {day + 1}: bệnh nhân tỉnh, sinh hiệu ổn định",
+            giai_doan_benh="Ổn định",
+            thoi_diem_dbls=frame.start + timedelta(days=day, hours=1),
+            nguoi_thuc_hien=rng.choice(DOCTORS),
         )
-        if loai_kcb in ("02", "03", "04", "05", "06", "08", "09")
-        else ()
+        for day in range(min(frame.days, 3))
     )
+
+
+def _discharge_papers(rng: random.Random, frame: _Frame) -> tuple[DischargePaper, ...]:
+    if not frame.inpatient:
+        return ()
+    return (
+        DischargePaper(
+            so_luu_tru=f"LT{frame.his_key}",
+            ma_yte=f"YT{frame.his_key}",
+            ma_khoa_rv=frame.department,
+            pp_dieutri="Điều trị nội khoa",
+            ma_bs=rng.choice(DOCTORS),
+            ten_bs=person_name(rng),
+            ngay_ct=frame.end.date(),
+        ),
+    )
+
+
+def _record_summary(frame: _Frame) -> RecordSummary | None:
+    if frame.insured and not frame.inpatient:
+        return None
+    return RecordSummary(
+        qt_benhly="Khởi phát 3 ngày trước nhập viện",
+        tomtat_kq="Xét nghiệm trong giới hạn",
+        pp_dieutri="Điều trị nội khoa",
+        ngay_ct=frame.end.date(),
+    )
+
+
+def _referral(rng: random.Random, frame: _Frame) -> Referral | None:
+    if not frame.referral:
+        return None
+    return Referral(
+        so_hoso=f"HS{frame.his_key}",
+        so_chuyentuyen=f"CT{frame.his_key}",
+        dau_hieu_ls="Sốt cao, khó thở",
+        qt_benhly="Điều trị 3 ngày không cải thiện",
+        tomtat_kq="X-quang: tổn thương phổi phải",
+        ma_lydo_ct=2,
+        huong_dieu_tri="Tiếp tục điều trị tuyến trên",
+        phuongtien_vc="Xe cứu thương",
+        hoten_nguoi_ht=person_name(rng),
+        chucdanh_nguoi_ht="Điều dưỡng",
+        ma_bac_si=rng.choice(DOCTORS),
+    )
+
+
+def _follow_up(rng: random.Random, frame: _Frame) -> FollowUp | None:
+    if frame.kind is not Kind.OUTPATIENT_TREATMENT:
+        return None
+    return FollowUp(
+        so_giayhen_kl=f"GH{frame.his_key}",
+        ngay_hen_kl=frame.end + timedelta(days=14),
+        ma_bac_si=rng.choice(DOCTORS),
+        ngay_ct=frame.end.date(),
+    )
+
+
+def _tb_treatments(frame: _Frame) -> tuple[TbTreatment, ...]:
+    if frame.kind is not Kind.TB_FOLLOW_UP:
+        return ()
+    return (
+        TbTreatment(
+            phanloai_lao_vitri=1,
+            phanloai_lao_ts=1,
+            phanloai_lao_hiv=2,
+            phanloai_lao_vk=1,
+            phanloai_lao_kt=1,
+            loai_dtri_lao=1,
+            ngaybd_dtri_lao=(frame.start - timedelta(days=60)).date(),
+            phacdo_dtri_lao=1,
+        ),
+    )
+
+
+def make_encounter(
+    rng: random.Random,
+    *,
+    his_key: str,
+    kind: Kind = Kind.OUTPATIENT_EXAM,
+    start: datetime | None = None,
+    facility_code: str = "79999",
+    defect: Defect | None = None,
+) -> Encounter:
+    """One consistent completed encounter of the given kind; with ``defect``, one deliberate error."""
+    frame = _frame(rng, his_key, kind, start, facility_code)
+    birth = _birth(rng, frame)
+    diagnoses = _diagnoses(rng, kind)
+    drugs, services = _lines(rng, frame)
+    patient = _patient(rng, frame, birth)
+    visit = _visit(frame, birth, diagnoses, drugs, services)
+    cls_results = _cls_results(rng, frame, services)
+    notes = _clinical_notes(rng, frame)
+    discharge_papers = _discharge_papers(rng, frame)
+    referral = _referral(rng, frame)
+    follow_up = _follow_up(rng, frame)
     encounter = Encounter(
         ma_lk=derive_ma_lk(facility_code, his_key),
         his_key=his_key,
         patient=patient,
         visit=visit,
         first_cost=FirstCost(
-            ma_dich_vu=SERVICES[0][0], ten_dich_vu=SERVICES[0][1], ngay_yl=start + timedelta(minutes=20)
+            ma_dich_vu=SERVICES[0][0], ten_dich_vu=SERVICES[0][1], ngay_yl=frame.start + timedelta(minutes=20)
         ),
         drug_lines=drugs,
         service_lines=services,
         cls_results=cls_results,
         clinical_notes=notes,
-        discharge_papers=(
-            (
-                DischargePaper(
-                    so_luu_tru=f"LT{his_key}",
-                    ma_yte=f"YT{his_key}",
-                    ma_khoa_rv=department,
-                    pp_dieutri="Điều trị nội khoa",
-                    ma_bs=rng.choice(DOCTORS),
-                    ten_bs=person_name(rng),
-                    ngay_ct=end.date(),
-                ),
-            )
-            if inpatient
-            else ()
-        ),
-        record_summary=(
-            RecordSummary(
-                qt_benhly="Khởi phát 3 ngày trước nhập viện",
-                tomtat_kq="Xét nghiệm trong giới hạn",
-                pp_dieutri="Điều trị nội khoa",
-                ngay_ct=end.date(),
-            )
-            if inpatient or not insured
-            else None
-        ),
-        referral=(
-            Referral(
-                so_hoso=f"HS{his_key}",
-                so_chuyentuyen=f"CT{his_key}",
-                dau_hieu_ls="Sốt cao, khó thở",
-                qt_benhly="Điều trị 3 ngày không cải thiện",
-                tomtat_kq="X-quang: tổn thương phổi phải",
-                ma_lydo_ct=2,
-                huong_dieu_tri="Tiếp tục điều trị tuyến trên",
-                phuongtien_vc="Xe cứu thương",
-                hoten_nguoi_ht=person_name(rng),
-                chucdanh_nguoi_ht="Điều dưỡng",
-                ma_bac_si=rng.choice(DOCTORS),
-            )
-            if referral
-            else None
-        ),
-        follow_up=(
-            FollowUp(
-                so_giayhen_kl=f"GH{his_key}",
-                ngay_hen_kl=end + timedelta(days=14),
-                ma_bac_si=rng.choice(DOCTORS),
-                ngay_ct=end.date(),
-            )
-            if kind is Kind.OUTPATIENT_TREATMENT
-            else None
-        ),
-        tb_treatments=(
-            (
-                TbTreatment(
-                    phanloai_lao_vitri=1,
-                    phanloai_lao_ts=1,
-                    phanloai_lao_hiv=2,
-                    phanloai_lao_vk=1,
-                    phanloai_lao_kt=1,
-                    loai_dtri_lao=1,
-                    ngaybd_dtri_lao=(start - timedelta(days=60)).date(),
-                    phacdo_dtri_lao=1,
-                ),
-            )
-            if kind is Kind.TB_FOLLOW_UP
-            else ()
-        ),
-        completed_at=end,
+        discharge_papers=discharge_papers,
+        record_summary=_record_summary(frame),
+        referral=referral,
+        follow_up=follow_up,
+        tb_treatments=_tb_treatments(frame),
+        completed_at=frame.end,
     )
     return apply_defect(encounter, defect) if defect else encounter
 
