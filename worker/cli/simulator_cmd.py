@@ -18,7 +18,7 @@ import typer
 from adapters.gateway.simulator import SimulatorAdmin
 from adapters.gateway.simulator.config import Account, load_faults, resolve_config
 from adapters.gateway.simulator.faults import FaultConfig
-from adapters.gateway.simulator.server import serve, server_tls_context
+from adapters.gateway.simulator.serving import serve, server_tls_context
 from worker.cli.context import CliError, console, settings
 from worker.config import Settings
 

@@ -9,12 +9,8 @@ from adapters.gateway.simulator.admin import SimulatorAdmin
 from adapters.gateway.simulator.config import Account, AccountStatus, SimulatorConfig
 from adapters.gateway.simulator.faults import FaultConfig
 from adapters.gateway.simulator.process import SimulatorProcess, spawn_simulator
-from adapters.gateway.simulator.server import (
-    GatewaySimulator,
-    RunningSimulator,
-    running_simulator,
-    start_simulator_in_thread,
-)
+from adapters.gateway.simulator.server import GatewaySimulator
+from adapters.gateway.simulator.serving import RunningSimulator, running_simulator, start_simulator_in_thread
 
 __all__ = [
     "Account",

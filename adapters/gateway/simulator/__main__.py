@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from adapters.gateway.simulator.config import Account, resolve_config
-from adapters.gateway.simulator.server import serve, server_tls_context
+from adapters.gateway.simulator.serving import serve, server_tls_context
 
 FAULT_OPTIONS = {
     "--fault-5xx": "http_5xx",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from adapters.gateway.simulator.server import LISTENING_PREFIX
+from adapters.gateway.simulator.serving import LISTENING_PREFIX
 
 
 class SimulatorProcess:

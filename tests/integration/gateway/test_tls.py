@@ -10,7 +10,7 @@ import pytest
 from adapters.gateway.bhxh.client import BhxhGateway
 from adapters.gateway.bhxh.token_cache import TokenCache
 from adapters.gateway.simulator import RunningSimulator, SimulatorConfig, start_simulator_in_thread
-from adapters.gateway.simulator.server import server_tls_context
+from adapters.gateway.simulator.serving import server_tls_context
 from schemas.ports import DocumentKind, Outcome
 from tests.unit.gateway.conftest import gateway_config
 from tests.unit.gateway.support import Pki, XmlsecSigner, make_pki
