@@ -37,9 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from celery import Celery
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from lxml import etree
+from signxml import methods
+from signxml.algorithms import CanonicalizationMethod
+from signxml.signer import XMLSigner
 
+from adapters.gateway.bhxh import protocol
+from adapters.gateway.registry import create_gateways
+from adapters.his.registry import create_source
 from bench.common import (
     FACILITY,
     cpu_seconds,
@@ -54,6 +62,7 @@ from bench.common import (
 from bench.stack import BenchStack
 from schemas import PayloadValidationError, build_claim
 from schemas.ports import DocumentKind, Gateway
+from worker.bootstrap import payload_options
 from worker.ledger.db import create_ledger_engine, utcnow
 from worker.pipeline import delivery, discovery
 from worker.pipeline.context import Pipeline
@@ -68,8 +77,7 @@ class XmlsecSigner:
     label = "python-xmlsec (libxmlsec1): template + SignatureContext per record, key loaded once"
 
     def __init__(self, key_pem: bytes, certificate_pem: bytes) -> None:
-        import xmlsec
-        from lxml import etree
+        import xmlsec  # noqa: PLC0415  # may fail (libxml2 mismatch with lxml): then SignxmlSigner stands in
 
         self._xmlsec = xmlsec
         self._etree = etree
@@ -97,11 +105,6 @@ class SignxmlSigner:
     label = "signxml XMLSigner (FALLBACK: python-xmlsec unavailable), enveloped under the root"
 
     def __init__(self, key: Any, certificate_pem: bytes) -> None:
-        from lxml import etree
-        from signxml import methods
-        from signxml.algorithms import CanonicalizationMethod
-        from signxml.signer import XMLSigner
-
         self._etree = etree
         self._key = key
         self._certificate = certificate_pem.decode("ascii")  # signxml takes PEM text
@@ -169,12 +172,6 @@ class Straightforward:
     """One eager Celery task per record; per record: load, build, xmlsec sign, submit, one commit."""
 
     def __init__(self, stack: BenchStack, signer: XmlsecSigner | SignxmlSigner) -> None:
-        from celery import Celery
-
-        from adapters.gateway.registry import create_gateways
-        from adapters.his.registry import create_source
-        from worker.bootstrap import payload_options
-
         settings = stack.settings
         self.engine = create_ledger_engine(stack.ledger_url)
         _naive_metadata.create_all(self.engine)
@@ -394,8 +391,6 @@ def stage_breakdown(
     stack: BenchStack, pipeline: Pipeline, naive: Straightforward, ours_cpu_ms: float, naive_cpu_ms: float
 ) -> dict[str, Any]:
     """Each stage alone over the same encounters (CPU ms per encounter); the ledger is what remains."""
-    from adapters.gateway.bhxh import protocol
-
     stack.reset(pipeline)
     source = pipeline.source()
     keys = [ref.his_key for ref in source.discover(None)]

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import secrets
 import shutil
 import statistics
@@ -29,11 +30,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from lxml import etree
+from signxml import methods
+from signxml.algorithms import CanonicalizationMethod
+from signxml.signer import XMLSigner
 
+from adapters.his.demo.synthetic import Kind, make_encounter
 from adapters.signers.file.signer import FileKeySigner
 from adapters.signers.keyfiles import load_key_material
+from adapters.signers.pkcs11.provision import import_key_and_certificate
+from adapters.signers.pkcs11.signer import Pkcs11Signer
+from adapters.signers.remote.reference_server import start_reference_server
+from adapters.signers.remote.signer import RemoteSigner
 from adapters.signers.testpki import TestPkiFiles, create_test_pki
 from adapters.signers.xmldsig import EnvelopedSigner, locate_slot
+from schemas import PayloadOptions, build_claim
+from schemas.domain.values import VIETNAM_TZ
 from worker.config import SignerSettings
 from worker.logging import configure_logging
 
@@ -46,12 +58,6 @@ SOFTHSM_MODULES = (
 
 def sample_envelope() -> bytes:
     """The payload builder's envelope of an invented inpatient visit (about 23.5 KB)."""
-    import random
-
-    from adapters.his.demo.synthetic import Kind, make_encounter
-    from schemas import PayloadOptions, build_claim
-    from schemas.domain.values import VIETNAM_TZ
-
     encounter = make_encounter(
         random.Random(1),
         his_key="700001",
@@ -95,8 +101,6 @@ def softhsm_signer(directory: Path, pki: TestPkiFiles) -> EnvelopedSigner | str:
     module = next((path for path in SOFTHSM_MODULES if path.is_file()), None)
     if util is None or module is None:
         return "skipped: softhsm2 not installed"
-    from adapters.signers.pkcs11.provision import import_key_and_certificate
-    from adapters.signers.pkcs11.signer import Pkcs11Signer
 
     (directory / "tokens").mkdir(parents=True)
     conf = directory / "softhsm2.conf"
@@ -127,11 +131,6 @@ def softhsm_signer(directory: Path, pki: TestPkiFiles) -> EnvelopedSigner | str:
 
 
 def signxml_ms(envelope: bytes, pki: TestPkiFiles, records: int, rounds: int) -> float:
-    from lxml import etree
-    from signxml import methods
-    from signxml.algorithms import CanonicalizationMethod
-    from signxml.signer import XMLSigner
-
     key = pki.hospital.key  # a loaded key object: PEM would be parsed and checked on every call
     cert_pem = pki.hospital.certificate.public_bytes(serialization.Encoding.PEM)
     signer = XMLSigner(
@@ -190,8 +189,6 @@ def main() -> None:
                 **source_report(token, envelope, raw_ms, args.records, args.rounds),
             }
             token.close()
-        from adapters.signers.remote.reference_server import start_reference_server
-        from adapters.signers.remote.signer import RemoteSigner
 
         bearer = secrets.token_urlsafe(24)
         with start_reference_server(

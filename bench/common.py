@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import lxml.etree
 import psutil  # type: ignore[import-untyped]  # no stubs installed; bench/ is outside mypy's scope
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -187,8 +188,6 @@ def cpu_model() -> str:
 
 
 def machine_description() -> dict[str, Any]:
-    import lxml.etree
-
     versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
@@ -211,7 +210,7 @@ def machine_description() -> dict[str, Any]:
 
 def _openssl_version() -> str | None:
     try:
-        from cryptography.hazmat.backends.openssl.backend import backend
+        from cryptography.hazmat.backends.openssl.backend import backend  # noqa: PLC0415  # private path, may be gone
 
         return str(backend.openssl_version_text())
     except Exception:  # informational only

@@ -44,11 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed; bench/ is outside mypy's scope
+import redis
 import sqlalchemy as sa
 
+from bench.bench_coverage import run as coverage_run
 from bench.common import cpu_seconds, emit, machine_description, postgres_server_pids, progress
 from bench.stack import BenchStack
-from worker.celery_app import queued_messages
+from worker.celery_app import create_celery, queued_messages
 from worker.demo import worker_command_line
 from worker.ledger.schema import versions
 from worker.ledger.states import ACTIVE
@@ -96,8 +98,6 @@ def write_config(path: Path, sections: dict[str, Any]) -> Path:
 
 
 def broker_url() -> tuple[str, str]:
-    import redis
-
     try:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
         client.ping()
@@ -187,8 +187,6 @@ def service_identity(ledger_url: str, broker: str) -> dict[str, str | None]:
         )
     engine.dispose()
     if broker.startswith("redis"):
-        import redis
-
         with suppress(Exception):
             client = redis.Redis.from_url(broker, socket_connect_timeout=2)
             identity["redis_run_id"] = str(client.info("server").get("run_id"))
@@ -234,8 +232,6 @@ class Observed:
 def run_size(
     size: int, workers_count: int, interval_s: float, simulator_checks: str, seed_base: int = 0
 ) -> dict[str, Any]:
-    from worker.celery_app import create_celery
-
     url, broker_kind = broker_url()
     with BenchStack(
         encounters=size,
@@ -514,8 +510,6 @@ def main() -> None:
         result.update({key: previous[key] for key in ("coverage", "coverage_finished") if key in previous})
         result["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
     else:
-        from bench.bench_coverage import run as coverage_run
-
         progress(f"scale: coverage over {coverage_rows} ledger rows")
         result["coverage"] = coverage_run(coverage_rows, 3, his=True)
         result["coverage"].pop("machine", None)

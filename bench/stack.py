@@ -22,7 +22,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from adapters.gateway.simulator.process import spawn_simulator
+from adapters.his.demo.seed import seed_demo_his
+from adapters.signers.testpki import create_test_pki
 from bench.common import FACILITY, scratch_database
+from bench.replicate import replicate_demo_his
+from worker.bootstrap import build_pipeline
 from worker.config import Settings
 from worker.ledger import migrate
 from worker.ledger.schema import metadata as ledger_metadata
@@ -78,10 +83,6 @@ class BenchStack:
         self._stack.close()
 
     def _start(self) -> None:
-        from adapters.gateway.simulator.process import spawn_simulator
-        from adapters.his.demo.seed import seed_demo_his
-        from adapters.signers.testpki import create_test_pki
-
         self.directory = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="vneid-bench-")))
         # INFO, as in production, rendered to /dev/null: the cost of logging is counted, the output is not.
         self._log_stream = self._stack.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
@@ -110,8 +111,6 @@ class BenchStack:
         )
         self.seeded_bad = report.bad
         if replicate:
-            from bench.replicate import replicate_demo_his
-
             self.encounters = replicate_demo_his(self.his_url, self.encounters)
             self.seeded_bad = report.bad * (self.encounters // self.seed_base)
         self.seed_seconds = time.perf_counter() - started
@@ -149,8 +148,6 @@ class BenchStack:
         return sections
 
     def pipeline(self) -> Pipeline:
-        from worker.bootstrap import build_pipeline
-
         pipeline = build_pipeline(self.settings)
         migrate.upgrade(pipeline.engine)
         return pipeline
