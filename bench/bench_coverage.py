@@ -262,9 +262,13 @@ class InMemoryHis:
                 twins.append(f"M{number:08d}")
             for his_key in twins:
                 ref = EncounterRef(
-                    his_key=his_key, completed_at=encounter.completed, changed_at=encounter.completed,
-                    visit_type=encounter.visit_type, department=encounter.department, insured=encounter.insured,
-                )  # fmt: skip
+                    his_key=his_key,
+                    completed_at=encounter.completed,
+                    changed_at=encounter.completed,
+                    visit_type=encounter.visit_type,
+                    department=encounter.department,
+                    insured=encounter.insured,
+                )
                 self.by_day.setdefault((encounter.completed + LOCAL_OFFSET).date(), []).append(ref)
                 self.listed += 1
 
@@ -487,9 +491,14 @@ def fill_matching_his(url: str, count: int) -> int:
     of a template visit under its own key and discharge time, by COPY into a key table and one INSERT ...
     SELECT. Listing reads only ``visits`` and ``departments``, so the copies cost what real visits would."""
     seed_demo_his(
-        url, encounters=HIS_TEMPLATE_VISITS, bad_share=0.0, since=HIS_TEMPLATE_SINCE,
-        until=HIS_TEMPLATE_SINCE + timedelta(days=1), random_seed=42, facility_code=FACILITY,
-    )  # fmt: skip
+        url,
+        encounters=HIS_TEMPLATE_VISITS,
+        bad_share=0.0,
+        since=HIS_TEMPLATE_SINCE,
+        until=HIS_TEMPLATE_SINCE + timedelta(days=1),
+        random_seed=42,
+        facility_code=FACILITY,
+    )
     engine = sa.create_engine(url)
     try:
         names = [column.name for column in demo_schema.visits.columns]

@@ -151,13 +151,22 @@ def writes_batched(engine: sa.Engine, items: Sequence[WorkItem], signed: bytes, 
             repo.record_attempts(
                 conn,
                 [
-                    repo.Attempt(item, AttemptResult(State.ACCEPTED), 200, "200", f"GD{item.version_id}",
-                                 "20260301080000", "0" * 64, {"maKetQua": "200"}, False)
+                    repo.Attempt(
+                        item,
+                        AttemptResult(State.ACCEPTED),
+                        200,
+                        "200",
+                        f"GD{item.version_id}",
+                        "20260301080000",
+                        "0" * 64,
+                        {"maKetQua": "200"},
+                        False,
+                    )
                     for item in chunk
                 ],
                 destination="bhxh",
                 keys=KEYS,
-            )  # fmt: skip
+            )
     return len(items)
 
 

@@ -40,8 +40,14 @@ REFERRAL_DISCHARGE_TYPES = frozenset({2, 5})
 
 #: Patient fields left empty for a visit not using BHYT (§5, [S] S8; [I] list).
 NON_BHYT_PATIENT_FIELDS = (
-    "ma_the_bhyt", "ma_dkbd", "gt_the_tu", "gt_the_den", "ma_khuvuc", "ngay_mien_cct", "nam_nam_lien_tuc",
-)  # fmt: skip
+    "ma_the_bhyt",
+    "ma_dkbd",
+    "gt_the_tu",
+    "gt_the_den",
+    "ma_khuvuc",
+    "ngay_mien_cct",
+    "nam_nam_lien_tuc",
+)
 #: Sections carrying MA_THE_TAM (a temporary BHYT card number), also emptied for non-BHYT visits.
 _TEMP_CARD_SECTIONS = ("discharge_papers", "record_summary", "birth_certificates", "sick_leave")
 
