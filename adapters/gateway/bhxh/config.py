@@ -1,4 +1,4 @@
-"""Everything one BHXH-API destination needs, resolved from ``worker.config.DestinationSettings``."""
+"""Everything one BHXH-API destination needs, resolved from ``adapters.gateway.settings.DestinationSettings``."""
 
 from __future__ import annotations
 

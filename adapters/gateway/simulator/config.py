@@ -60,7 +60,7 @@ class Account:
 
 
 def demo_account() -> Account:
-    """Matches the defaults of ``worker.config.DestinationSettings``, so the demo works unconfigured."""
+    """Matches the defaults of ``adapters.gateway.settings.DestinationSettings``, so the demo works unconfigured."""
     return Account.with_password("79999_BV", "demo-password", "79999")
 
 

@@ -1,4 +1,4 @@
-"""Typed configuration of the ``file`` key source, taken from ``worker.config.SignerSettings``."""
+"""Typed configuration of the ``file`` key source, taken from ``adapters.signers.settings.SignerSettings``."""
 
 from __future__ import annotations
 
