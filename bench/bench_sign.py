@@ -40,7 +40,7 @@ from adapters.signers.file.signer import FileKeySigner
 from adapters.signers.keyfiles import load_key_material
 from adapters.signers.pkcs11.provision import import_key_and_certificate
 from adapters.signers.pkcs11.signer import Pkcs11Signer
-from adapters.signers.remote.reference_server import start_reference_server
+from adapters.signers.reference_signer.server import start_reference_server
 from adapters.signers.remote.signer import RemoteSigner
 from adapters.signers.testpki import TestPkiFiles, create_test_pki
 from adapters.signers.xmldsig import EnvelopedSigner, locate_slot

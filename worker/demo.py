@@ -142,7 +142,7 @@ class DemoStack:
         from adapters.gateway.simulator.process import spawn_simulator  # noqa: PLC0415  # demo-only tooling
         from adapters.his.demo.seed import seed_demo_his  # noqa: PLC0415  # demo-only tooling
         from adapters.signers.keyfiles import load_key_material  # noqa: PLC0415  # demo-only tooling
-        from adapters.signers.remote.reference_server import start_reference_server  # noqa: PLC0415  # demo-only
+        from adapters.signers.reference_signer.server import start_reference_server  # noqa: PLC0415  # demo-only
         from adapters.signers.testpki import create_test_pki  # noqa: PLC0415  # demo-only tooling
 
         if self.directory.exists():

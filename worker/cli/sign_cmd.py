@@ -27,8 +27,8 @@ from adapters.signers.errors import (
     SignerError,
 )
 from adapters.signers.keyfiles import load_key_material
+from adapters.signers.reference_signer.server import ReferenceSigningServer
 from adapters.signers.registry import create_signer
-from adapters.signers.remote.reference_server import ReferenceSigningServer
 from adapters.signers.revocation import (
     CertificateRevokedError,
     RevocationGuardedSigner,

@@ -23,8 +23,8 @@ import pytest
 
 from adapters.signers.keyfiles import load_key_material
 from adapters.signers.pkcs11.provision import import_key_and_certificate
+from adapters.signers.reference_signer.server import ReferenceSigningServer, start_reference_server
 from adapters.signers.registry import create_signer
-from adapters.signers.remote.reference_server import ReferenceSigningServer, start_reference_server
 from adapters.signers.xmldsig import EnvelopedSigner
 from tests.integration.signers.worker_support import cli, make_worker
 from tests.services import require_binary, unavailable

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 
 from adapters.signers.errors import CertificateNotUsableError, SignerConfigError, SignerUnavailableError
 from adapters.signers.keyfiles import KeyMaterial
+from adapters.signers.reference_signer.server import start_reference_server
 from adapters.signers.remote import protocol
-from adapters.signers.remote.reference_server import start_reference_server
 from adapters.signers.remote.signer import RemoteSigner
 from tests.integration.signers.conftest import RemoteSigners
 from tests.unit.signers.support import PkiSet
